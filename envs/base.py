@@ -1,0 +1,90 @@
+"""Base class for dex4d-jax environments written directly on MJX behind Brax's `Env` API."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import mujoco
+from brax.envs import base as brax_base
+from ml_collections import config_dict
+from mujoco import mjx
+
+import dex4d_jax.mjcf
+
+# Every environment finds its model files from this one folder (shipped inside the package).
+ROOT_PATH = os.path.dirname(os.path.abspath(dex4d_jax.mjcf.__file__))
+
+State = brax_base.State
+
+
+def mjcf_path(name: str) -> str:
+    """Absolute path of a model file shipped in `mjcf/`; fails clearly when it is missing."""
+    path = os.path.join(ROOT_PATH, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MJCF file {name!r} not found in {ROOT_PATH}; reinstall dex4d-jax.")
+    return path
+
+
+class MjxEnv(brax_base.Env):
+    """An environment stepping an MJX model `n_substeps` times per control step.
+
+    Subclasses set `self._mj_model` (and may replace `self._mjx_model`) in `__init__`, then
+    implement `reset` and `step`. The config must hold `ctrl_dt` and `sim_dt`.
+    """
+
+    def __init__(self, config: config_dict.ConfigDict, mj_model: mujoco.MjModel):
+        self._config = config
+        self._mj_model = mj_model
+        self._mj_model.opt.timestep = config.sim_dt
+        n_substeps = config.ctrl_dt / config.sim_dt
+        if abs(n_substeps - round(n_substeps)) > 1e-6 or round(n_substeps) < 1:
+            raise ValueError(
+                f"ctrl_dt ({config.ctrl_dt}) must be a whole multiple of sim_dt ({config.sim_dt})."
+            )
+        self._n_substeps = int(round(n_substeps))
+
+    def physics_step(self, model: mjx.Model, data: mjx.Data, qvel_fn=None) -> mjx.Data:
+        """Runs `n_substeps` MJX steps; `qvel_fn(data) -> qvel` overrides velocities first."""
+
+        def body(data, _):
+            if qvel_fn is not None:
+                data = data.replace(qvel=qvel_fn(data))
+            return mjx.step(model, data), None
+
+        data, _ = jax.lax.scan(body, data, (), length=self._n_substeps)
+        return data
+
+    @property
+    def config(self) -> config_dict.ConfigDict:
+        """The environment's (locked) configuration."""
+        return self._config
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        """The MuJoCo model (for rendering and native-MuJoCo checks)."""
+        return self._mj_model
+
+    @property
+    def dt(self) -> float:
+        """Control time step in seconds."""
+        return self._config.ctrl_dt
+
+    @property
+    def n_substeps(self) -> int:
+        """Physics steps per control step."""
+        return self._n_substeps
+
+    @property
+    def backend(self) -> str:
+        """Brax's name for the physics backend."""
+        return "mjx"
+
+    @property
+    def observation_size(self) -> int:
+        """Length of the flat observation vector."""
+        return int(jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+
+    def _zeros(self) -> jax.Array:
+        return jnp.zeros(())

@@ -1,0 +1,186 @@
+"""Procedural rigid objects built from box and capsule primitives, and their batched MJX fields.
+
+An object is a compound of primitives in fixed *slots* whose geom types never change
+(MJX chooses collision functions from geom types when it traces, so types are static while
+sizes and poses can vary per environment). A shape that leaves a slot unused shrinks it to a
+1 mm speck inside slot 0, where it can never touch anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from dex4d_jax import geometry
+
+# Geom types of the slots, in the order of the object's geoms in the MJCF.
+SLOT_KINDS = ("box", "box", "capsule")
+SLOT_GEOM_NAMES = ("object_box_a", "object_box_b", "object_capsule")
+WRENCH_FAMILIES = ("box", "bottle", "l_shape", "t_shape", "hammer")
+_HIDDEN_SIZE = 0.001
+
+# Model fields that are traced arrays in MJX and may change from one object to the next.
+_OBJECT_FIELDS = (
+    "geom_size",
+    "geom_pos",
+    "geom_quat",
+    "geom_rbound",
+    "geom_aabb",
+    "body_mass",
+    "body_subtreemass",
+    "body_inertia",
+    "body_ipos",
+    "body_iquat",
+    "body_invweight0",
+    "dof_invweight0",
+    "dof_M0",
+)
+# Static fields that are only fast-path flags: a geom or body that happens to sit at its
+# parent's frame for one object must not be treated so for all, so the general path is used.
+_SAMEFRAME_FIELDS = ("geom_sameframe", "body_sameframe", "body_simple")
+
+_QUAT_Z_TO_X = np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])
+_QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectSpec:
+    """One procedural object.
+
+    Attributes:
+      name: unique name, `<family>_<index>`.
+      family: shape family.
+      slots: one primitive or None (unused) per entry of SLOT_KINDS, in the object frame.
+    """
+
+    name: str
+    family: str
+    slots: tuple[geometry.Primitive | None, ...]
+
+    @property
+    def primitives(self) -> list[geometry.Primitive]:
+        """The primitives the object is made of (unused slots left out)."""
+        return [p for p in self.slots if p is not None]
+
+
+def _box(half, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
+    return geometry.Primitive("box", np.asarray(half, float), np.asarray(pos, float),
+                              np.asarray(quat, float))
+
+
+def _capsule(radius, half_length, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
+    return geometry.Primitive("capsule", np.array([radius, half_length]), np.asarray(pos, float),
+                              np.asarray(quat, float))
+
+
+def make_object(family: str, rng: np.random.Generator, name: str) -> ObjectSpec:
+    """Samples one object of a family; the object frame sits near its centre, base down.
+
+    Sizes are in metres and follow the paper's object scales (about 0.06 to 0.15 m across).
+
+    Args:
+      family: one of WRENCH_FAMILIES.
+      rng: numpy generator that decides the sizes.
+      name: the object's name.
+
+    Returns:
+      The object.
+    """
+    u = rng.uniform
+    if family == "box":
+        slots = (_box([u(0.02, 0.05), u(0.02, 0.05), u(0.02, 0.05)]), None, None)
+    elif family == "bottle":
+        radius, half_length = u(0.022, 0.035), u(0.025, 0.05)
+        neck = _box([0.009, 0.009, u(0.012, 0.02)])
+        neck = dataclasses.replace(neck, pos=np.array([0.0, 0.0, half_length + radius]))
+        slots = (neck, None, _capsule(radius, half_length))
+    elif family == "l_shape":
+        long_half, thick = u(0.04, 0.07), u(0.012, 0.022)
+        width, leg_half = u(0.015, 0.03), u(0.025, 0.05)
+        bar = _box([long_half, width, thick])
+        leg = _box([thick, width, leg_half], pos=[long_half - thick, 0.0, thick + leg_half])
+        slots = (bar, leg, None)
+    elif family == "t_shape":
+        top_half, thick = u(0.04, 0.07), u(0.012, 0.02)
+        width, stem_half = u(0.015, 0.03), u(0.03, 0.055)
+        top = _box([top_half, width, thick], pos=[0.0, 0.0, stem_half])
+        stem = _box([thick, width, stem_half], pos=[0.0, 0.0, -thick])
+        slots = (top, stem, None)
+    elif family == "hammer":
+        handle_radius, handle_half = u(0.01, 0.016), u(0.045, 0.07)
+        head = _box([u(0.012, 0.02), u(0.035, 0.05), u(0.015, 0.022)],
+                    pos=[handle_half + 0.01, 0.0, 0.0])
+        slots = (head, None, _capsule(handle_radius, handle_half, quat=_QUAT_Z_TO_X))
+    else:
+        raise ValueError(f"Unknown object family {family!r}; valid: {', '.join(WRENCH_FAMILIES)}")
+    return ObjectSpec(name=name, family=family, slots=_centre(slots))
+
+
+def _centre(slots):
+    """Shifts the primitives so the object frame sits at the centre of their bounding box."""
+    present = [p for p in slots if p is not None]
+    points = np.concatenate([geometry.sample_compound_surface([p], 256, np.random.default_rng(0))
+                             for p in present])
+    centre = 0.5 * (points.min(0) + points.max(0))
+    return tuple(None if p is None else dataclasses.replace(p, pos=p.pos - centre) for p in slots)
+
+
+def make_object_set(families: tuple[str, ...], num_objects: int, seed: int) -> list[ObjectSpec]:
+    """Samples `num_objects` objects, cycling through `families`, deterministic for `seed`."""
+    rng = np.random.default_rng(seed)
+    return [make_object(families[i % len(families)], rng, f"{families[i % len(families)]}_{i}")
+            for i in range(num_objects)]
+
+
+def _slot_geom(slot: geometry.Primitive | None, kind: str, anchor: geometry.Primitive):
+    """Returns (size[3], pos[3], quat[4]) for a slot, hiding an unused one inside `anchor`."""
+    if slot is None:
+        return np.full(3, _HIDDEN_SIZE), anchor.pos, _QUAT_ID
+    assert slot.kind == kind, (slot.kind, kind)
+    size = np.zeros(3)
+    size[: len(slot.size)] = slot.size
+    return size, slot.pos, slot.quat
+
+
+def batched_object_fields(xml: str, objects: list[ObjectSpec]) -> tuple[mujoco.MjModel, dict]:
+    """Compiles one model per object and stacks the fields that differ between them.
+
+    Args:
+      xml: the scene's MJCF text, with geoms named as in SLOT_GEOM_NAMES.
+      objects: the objects, K of them.
+
+    Returns:
+      (mj_model of the first object, {field: [K, ...] jax array}) for the fields in
+      _OBJECT_FIELDS; index the stack with an object id and `replace` them into the MJX model.
+    """
+    models = []
+    for obj in objects:
+        spec = mujoco.MjSpec.from_string(xml)
+        anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
+        for name, kind, slot in zip(SLOT_GEOM_NAMES, SLOT_KINDS, obj.slots, strict=True):
+            size, pos, quat = _slot_geom(slot, kind, anchor)
+            geom = spec.geom(name)
+            geom.size = size
+            geom.pos = pos
+            geom.quat = quat
+        models.append(spec.compile())
+    fields = {name: jnp.asarray(np.stack([getattr(m, name) for m in models]), jnp.float32)
+              for name in _OBJECT_FIELDS}
+    return models[0], fields
+
+
+def put_model(mj_model: mujoco.MjModel) -> mjx.Model:
+    """mjx.put_model with the same-frame fast paths off, so object fields can vary per env."""
+    model = mjx.put_model(mj_model)
+    return model.replace(**{name: np.zeros_like(getattr(model, name))
+                            for name in _SAMEFRAME_FIELDS})
+
+
+def object_model(model: mjx.Model, fields: dict, object_id: jax.Array) -> mjx.Model:
+    """Returns `model` with the object fields of object `object_id` (batched under vmap)."""
+    return model.replace(**{name: value[object_id] for name, value in fields.items()})
