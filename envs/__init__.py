@@ -1,0 +1,69 @@
+"""Environment registry: `load(name, **overrides)` returns a Brax-API environment.
+
+Overrides replace entries of the environment's default config; nested entries use a double
+underscore or a dotted key passed through `**{"a.b": v}` (for example
+`reward_weights__bonus=2.0`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ml_collections import config_dict
+
+from dex4d_jax.envs import ap2ap_wrench
+from dex4d_jax.envs.base import MjxEnv
+
+_ENVS: dict[str, tuple[Callable[..., MjxEnv], Callable[[], config_dict.ConfigDict]]] = {
+    "ap2ap_wrench": (ap2ap_wrench.Ap2apWrench, ap2ap_wrench.default_config),
+}
+ALL_ENVS = tuple(_ENVS)
+
+
+def _check_name(name: str) -> None:
+    if name not in _ENVS:
+        raise ValueError(f"Unknown environment {name!r}; valid: {', '.join(ALL_ENVS)}")
+
+
+def get_default_config(name: str) -> config_dict.ConfigDict:
+    """The default config of environment `name`."""
+    _check_name(name)
+    return _ENVS[name][1]()
+
+
+def _flat_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        if isinstance(value, config_dict.ConfigDict):
+            keys += _flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def apply_overrides(config: config_dict.ConfigDict, overrides: dict[str, Any]):
+    """Returns a copy of `config` with `overrides` applied; unknown keys raise a KeyError."""
+    config = config_dict.ConfigDict(config)
+    valid = _flat_keys(config)
+    for raw_key, value in overrides.items():
+        key = raw_key.replace("__", ".")
+        if key not in valid:
+            raise KeyError(f"Unknown config key {raw_key!r}; valid: {', '.join(valid)}")
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        old = node[leaf]
+        if isinstance(old, tuple) and not isinstance(value, tuple):
+            value = tuple(value)
+        node[leaf] = value
+    return config
+
+
+def load(name: str, config: config_dict.ConfigDict | None = None, **overrides: Any) -> MjxEnv:
+    """Builds environment `name` from `config` (default: its default config) plus overrides."""
+    _check_name(name)
+    cls, default = _ENVS[name]
+    config = apply_overrides(config if config is not None else default(), overrides)
+    return cls(config)

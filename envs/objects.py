@@ -184,3 +184,32 @@ def put_model(mj_model: mujoco.MjModel) -> mjx.Model:
 def object_model(model: mjx.Model, fields: dict, object_id: jax.Array) -> mjx.Model:
     """Returns `model` with the object fields of object `object_id` (batched under vmap)."""
     return model.replace(**{name: value[object_id] for name, value in fields.items()})
+
+
+# Box corners and capsule end points, padded to a fixed count so objects stack into one array.
+_NUM_SUPPORT = 8 * SLOT_KINDS.count("box") + 2 * SLOT_KINDS.count("capsule")
+
+
+def support_points(obj: ObjectSpec) -> np.ndarray:
+    """Points and radii whose lowest `z - r` is the object's lowest point in any orientation.
+
+    A box's lowest point is one of its corners and a capsule's lies `r` below one of its end
+    points, so `min_i (R p_i).z - r_i` is the exact height of the object's bottom below its frame.
+
+    Returns:
+      [_NUM_SUPPORT, 4] rows of (x, y, z, radius) in the object frame; unused rows repeat row 0.
+    """
+    rows = []
+    for p in obj.primitives:
+        rot = geometry._quat_to_mat_np(p.quat)
+        if p.kind == "box":
+            signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+            local, radius = signs * p.size[:3], 0.0
+        elif p.kind == "capsule":
+            local, radius = np.array([[0, 0, -p.size[1]], [0, 0, p.size[1]]]), p.size[0]
+        else:  # sphere
+            local, radius = np.zeros((1, 3)), p.size[0]
+        for point in local @ rot.T + p.pos:
+            rows.append([*point, radius])
+    rows += [rows[0]] * (_NUM_SUPPORT - len(rows))
+    return np.asarray(rows, np.float32)

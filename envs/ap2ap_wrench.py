@@ -1,0 +1,291 @@
+"""`ap2ap_wrench`: Anypose-to-Anypose with the object moved directly by a bounded twist.
+
+The CPU-scale diagnostic task of SPEC section 10. It keeps the object side of the real AP2AP
+contract (128 paired points, goals first lifted then sampled in place, reward on point
+distances, success held for a number of steps) and replaces the arm and hand by a bounded 6-D
+velocity command applied to the object's free joint, as a stiff gripper would. It exists so the
+whole pipeline can be learned and tested on a laptop CPU in minutes; it is not a substitute for
+the arm-and-hand task.
+
+Observation (flat, `obs_size = 128 * 6 + 12`):
+  [0 : 768]    paired points `[p_i ; p_bar_i]` (current, target), table frame, point-major
+  [768 : 771]  object linear velocity (world frame)
+  [771 : 774]  object angular velocity (world frame)
+  [774 : 780]  last action
+Values are clipped to +-5, as in the authors' code.
+
+Action: 6 numbers in [-1, 1]: linear velocity (x `max_lin_speed`) and angular velocity
+(x `max_ang_speed`), both in the world frame.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_dict
+from mujoco import mjx
+
+from dex4d_jax import geometry
+from dex4d_jax.envs import base, objects
+
+NUM_POINTS = 128
+TABLE_HEIGHT = 0.6
+# Position goals stay inside this box (table frame, metres) so they are reachable and in view.
+WORKSPACE_LOW = np.array([-0.15, -0.15, 0.0])
+WORKSPACE_HIGH = np.array([0.15, 0.15, 0.3])
+
+
+def default_config() -> config_dict.ConfigDict:
+    """Default configuration of `ap2ap_wrench`."""
+    return config_dict.create(
+        ctrl_dt=0.05,
+        sim_dt=0.025,
+        episode_length=100,
+        # Objects: a procedural set, one drawn per episode.
+        families=objects.WRENCH_FAMILIES,
+        num_objects=20,
+        object_seed=0,
+        # Action scale.
+        max_lin_speed=0.3,  # m/s
+        max_ang_speed=2.0,  # rad/s
+        # Reset: random orientation, or a pose resting on a face with this probability.
+        reset_stable_ratio=0.2,
+        reset_xy_range=0.1,
+        # First goal: lifted into the air, rotated by up to this angle about a random axis
+        # from the object's initial orientation (pi: any orientation).
+        first_goal_height=(0.1, 0.2),
+        first_goal_xy_range=0.1,
+        first_goal_max_angle=float(np.pi),
+        # Later goals, sampled in place once a goal is held (SPEC section 4).
+        next_goal_pos_range=0.1,
+        next_goal_max_angle=0.5,
+        goal_reset_stable_ratio=0.2,
+        # Success: mean point distance below the threshold; held for `hold_steps` steps.
+        success_threshold=0.02,
+        hold_steps=10,
+        # Termination when d_t exceeds this (stage-1 "too far" reset); <= 0 disables it.
+        too_far_threshold=0.0,
+        obs_clip=5.0,
+        reward_weights=config_dict.create(goal=1.0, bonus=1.0, action=1.0),
+    )
+
+
+class Ap2apWrench(base.MjxEnv):
+    """Move a procedural object from any pose to any pose with a bounded twist."""
+
+    def __init__(self, config: config_dict.ConfigDict | None = None):
+        config = config or default_config()
+        xml_path = base.mjcf_path("ap2ap_wrench.xml")
+        with open(xml_path) as f:
+            self._xml = f.read()
+        self._objects = objects.make_object_set(
+            tuple(config.families), config.num_objects, config.object_seed
+        )
+        mj_model, self._object_fields = objects.batched_object_fields(self._xml, self._objects)
+        super().__init__(config, mj_model)
+        self._mjx_model = objects.put_model(mj_model)
+        self._init_data = mjx.make_data(self._mjx_model)
+        self._keypoints = jnp.asarray(
+            np.stack([geometry.object_keypoints(o.primitives, NUM_POINTS, 4000, seed=i)
+                      for i, o in enumerate(self._objects)])
+        )
+        self._support = jnp.asarray(np.stack([objects.support_points(o) for o in self._objects]))
+        self._table = jnp.array([0.0, 0.0, TABLE_HEIGHT])
+
+    # ------------------------------------------------------------------------------------------
+    # Properties.
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def action_size(self) -> int:
+        """Twist: 3 linear and 3 angular components."""
+        return 6
+
+    @property
+    def objects(self) -> list[objects.ObjectSpec]:
+        """The object set, indexed by `state.info['object_id']`."""
+        return self._objects
+
+    @property
+    def keypoints(self) -> jax.Array:
+        """[num_objects, 128, 3] keypoints in each object's frame."""
+        return self._keypoints
+
+    # ------------------------------------------------------------------------------------------
+    # Pose sampling.
+    # ------------------------------------------------------------------------------------------
+
+    def _rest_height(self, object_id: jax.Array, quat: jax.Array) -> jax.Array:
+        """Height of the object frame above the table when its lowest point touches it."""
+        support = self._support[object_id]
+        z = geometry.quat_rotate(quat, support[:, :3])[:, 2] - support[:, 3]
+        return -jnp.min(z)
+
+    def _stable_quat(self, key: jax.Array) -> jax.Array:
+        """One of the six face-down orientations, turned by a random yaw."""
+        key_face, key_yaw = jax.random.split(key)
+        s = np.sqrt(0.5)
+        faces = jnp.array([[1, 0, 0, 0], [0, 1, 0, 0], [s, s, 0, 0], [s, -s, 0, 0],
+                           [s, 0, s, 0], [s, 0, -s, 0]], jnp.float32)
+        face = faces[jax.random.randint(key_face, (), 0, 6)]
+        yaw = jax.random.uniform(key_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
+        return geometry.quat_mul(geometry.axis_angle_to_quat(jnp.array([0.0, 0.0, 1.0]), yaw), face)
+
+    def _stable_pose(self, key, object_id, xy_range):
+        """A pose resting on the table (table frame position, orientation)."""
+        key_quat, key_xy = jax.random.split(key)
+        quat = self._stable_quat(key_quat)
+        xy = jax.random.uniform(key_xy, (2,), minval=-xy_range, maxval=xy_range)
+        return jnp.concatenate([xy, self._rest_height(object_id, quat)[None]]), quat
+
+    def _reset_pose(self, key, object_id):
+        key_stable, key_pose, key_quat, key_xy = jax.random.split(key, 4)
+        cfg = self._config
+        stable_pos, stable_quat = self._stable_pose(key_pose, object_id, cfg.reset_xy_range)
+        quat = geometry.random_quat(key_quat)
+        xy = jax.random.uniform(key_xy, (2,), minval=-cfg.reset_xy_range, maxval=cfg.reset_xy_range)
+        pos = jnp.concatenate([xy, self._rest_height(object_id, quat)[None]])
+        use_stable = jax.random.uniform(key_stable) < cfg.reset_stable_ratio
+        pos = jnp.where(use_stable, stable_pos, pos)
+        quat = jnp.where(use_stable, stable_quat, quat)
+        # A millimetre of clearance so the first contact is gentle.
+        return pos + jnp.array([0.0, 0.0, 0.001]), quat
+
+    def _first_goal(self, key, quat):
+        key_xy, key_z, key_rot = jax.random.split(key, 3)
+        cfg = self._config
+        xy = jax.random.uniform(key_xy, (2,), minval=-cfg.first_goal_xy_range,
+                                maxval=cfg.first_goal_xy_range)
+        z = jax.random.uniform(key_z, (1,), minval=cfg.first_goal_height[0],
+                               maxval=cfg.first_goal_height[1])
+        rot = geometry.random_axis_angle_quat(key_rot, cfg.first_goal_max_angle)
+        return jnp.concatenate([xy, z]), geometry.quat_normalize(geometry.quat_mul(rot, quat))
+
+    def _next_goal(self, key, object_id, goal_pos, goal_quat):
+        """A goal near the held one (SPEC section 4), or a resting pose on the table."""
+        key_stable, key_pose, key_dpos, key_rot = jax.random.split(key, 4)
+        cfg = self._config
+        delta = jax.random.uniform(key_dpos, (3,), minval=-cfg.next_goal_pos_range,
+                                   maxval=cfg.next_goal_pos_range)
+        rot = geometry.random_axis_angle_quat(key_rot, cfg.next_goal_max_angle)
+        quat = geometry.quat_normalize(geometry.quat_mul(rot, goal_quat))
+        low = jnp.asarray(WORKSPACE_LOW).at[2].set(self._rest_height(object_id, quat) + 0.01)
+        pos = jnp.clip(goal_pos + delta, low, jnp.asarray(WORKSPACE_HIGH))
+        stable_pos, stable_quat = self._stable_pose(key_pose, object_id, cfg.reset_xy_range)
+        use_stable = jax.random.uniform(key_stable) < cfg.goal_reset_stable_ratio
+        return jnp.where(use_stable, stable_pos, pos), jnp.where(use_stable, stable_quat, quat)
+
+    # ------------------------------------------------------------------------------------------
+    # Brax API.
+    # ------------------------------------------------------------------------------------------
+
+    def reset(self, rng: jax.Array) -> base.State:
+        """Places a random object at a random pose on the table and samples a lifted goal."""
+        rng, key_obj, key_pose, key_goal = jax.random.split(rng, 4)
+        object_id = jax.random.randint(key_obj, (), 0, len(self._objects))
+        pos, quat = self._reset_pose(key_pose, object_id)
+        goal_pos, goal_quat = self._first_goal(key_goal, quat)
+        qpos = jnp.concatenate([pos + self._table, quat])
+        # No forward pass: the observation reads qpos, and mjx.step recomputes the kinematics.
+        data = self._init_data.replace(qpos=qpos, qvel=jnp.zeros(6))
+        info = {
+            "rng": rng,
+            "object_id": object_id,
+            "goal_pos": goal_pos,
+            "goal_quat": goal_quat,
+            "last_action": jnp.zeros(6),
+            "hold_count": jnp.zeros((), jnp.int32),
+            "first_goal": jnp.ones(()),
+        }
+        current, target = self._points(data, info)
+        distance = geometry.mean_point_distance(current, target)
+        zero = jnp.zeros(())
+        metrics = {
+            "distance": distance,
+            "success": (distance < self._config.success_threshold).astype(jnp.float32),
+            "goal_reached": zero,
+            "first_goal_reached": zero,
+            **{f"reward/{name}": zero for name in self._config.reward_weights},
+        }
+        obs = self._observation(data, info, current, target)
+        return base.State(data, obs, zero, zero, metrics, info)
+
+    def step(self, state: base.State, action: jax.Array) -> base.State:
+        """Applies the twist for `ctrl_dt`, scores the new pose and moves on a held goal."""
+        cfg = self._config
+        info = dict(state.info)
+        action = jnp.clip(action, -1.0, 1.0)
+        lin = action[:3] * cfg.max_lin_speed
+        ang = action[3:] * cfg.max_ang_speed
+
+        def qvel_fn(data):
+            # The free joint's angular velocity is expressed in the body frame.
+            return jnp.concatenate([lin, geometry.quat_inv_rotate(data.qpos[3:7], ang)])
+
+        model = objects.object_model(self._mjx_model, self._object_fields, info["object_id"])
+        data = self.physics_step(model, state.pipeline_state, qvel_fn)
+        data = data.replace(qpos=data.qpos.at[3:7].set(geometry.quat_normalize(data.qpos[3:7])))
+
+        current, target = self._points(data, info)
+        distance = geometry.mean_point_distance(current, target)
+        success = distance < cfg.success_threshold
+        hold_count = jnp.where(success, info["hold_count"] + 1, 0)
+        held = hold_count >= cfg.hold_steps
+
+        rewards = {
+            "goal": 1.4 - 3.0 * distance,
+            "bonus": success * 5.0 / (1.0 + 10.0 * distance) + held * 10.0,
+            "action": jnp.maximum(-0.01 * jnp.sum(action**2), -0.5),
+        }
+        reward = sum(cfg.reward_weights[k] * v for k, v in rewards.items())
+
+        # A held goal is replaced in place by the next one, without reset.
+        rng, key_goal = jax.random.split(info["rng"])
+        next_pos, next_quat = self._next_goal(key_goal, info["object_id"], info["goal_pos"],
+                                              info["goal_quat"])
+        info["rng"] = rng
+        info["goal_pos"] = jnp.where(held, next_pos, info["goal_pos"])
+        info["goal_quat"] = jnp.where(held, next_quat, info["goal_quat"])
+        first_goal_reached = held * info["first_goal"]
+        info["first_goal"] = jnp.where(held, 0.0, info["first_goal"])
+        info["hold_count"] = jnp.where(held, 0, hold_count)
+        info["last_action"] = action
+
+        if cfg.too_far_threshold > 0:
+            done = (distance >= cfg.too_far_threshold).astype(jnp.float32)
+        else:
+            done = jnp.zeros(())
+        # Observe the goal the policy must pursue next.
+        current, target = self._points(data, info)
+        obs = self._observation(data, info, current, target)
+        metrics = {
+            "distance": distance,
+            "success": success.astype(jnp.float32),
+            "goal_reached": held.astype(jnp.float32),
+            "first_goal_reached": first_goal_reached.astype(jnp.float32),
+            **{f"reward/{name}": rewards[name] for name in cfg.reward_weights},
+        }
+        return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done,
+                             metrics=metrics, info=info)
+
+    # ------------------------------------------------------------------------------------------
+    # Observation.
+    # ------------------------------------------------------------------------------------------
+
+    def _points(self, data: mjx.Data, info: dict) -> tuple[jax.Array, jax.Array]:
+        """Current and target keypoints in the table frame, [128, 3] each."""
+        keypoints = self._keypoints[info["object_id"]]
+        current = geometry.transform_points(data.qpos[:3] - self._table, data.qpos[3:7], keypoints)
+        target = geometry.transform_points(info["goal_pos"], info["goal_quat"], keypoints)
+        return current, target
+
+    def _observation(self, data, info, current, target) -> jax.Array:
+        ang_world = geometry.quat_rotate(data.qpos[3:7], data.qvel[3:6])
+        obs = jnp.concatenate([
+            geometry.paired_points(current, target).reshape(-1),
+            data.qvel[:3],
+            ang_world,
+            info["last_action"],
+        ])
+        return jnp.clip(obs, -self._config.obs_clip, self._config.obs_clip)
