@@ -40,7 +40,7 @@ class FreshAutoResetWrapper(Wrapper):
             if key not in self._KEEP:
                 info[key] = jax.tree.map(where_done, value, state.info[key])
         pipeline_state = jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state)
-        obs = where_done(fresh.obs, state.obs)
+        obs = jax.tree.map(where_done, fresh.obs, state.obs)
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)
 
 

@@ -7,7 +7,14 @@ underscore or a dotted key passed through `**{"a.b": v}` (for example
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
+
+# mujoco.mjx prints "Failed to import warp" to stdout when the optional GPU backend is absent;
+# on CPU that is expected, so the message is swallowed rather than alarming users.
+with contextlib.redirect_stdout(io.StringIO()):
+    from mujoco import mjx  # noqa: F401
 from typing import Any
 
 from ml_collections import config_dict

@@ -12,7 +12,9 @@ Observation (flat, `obs_size = 128 * 6 + 12`):
   [768 : 771]  object linear velocity (world frame)
   [771 : 774]  object angular velocity (world frame)
   [774 : 780]  last action
-Values are clipped to +-5, as in the authors' code.
+Values are clipped to +-5, as in the authors' code. This vector is `obs["state"]`;
+`obs["privileged_state"]` (34 numbers: object and goal poses in the table frame, the position
+and rotation still to go, velocities, last action, d_t) is for an asymmetric critic.
 
 Action: 6 numbers in [-1, 1]: linear velocity (x `max_lin_speed`) and angular velocity
 (x `max_ang_speed`), both in the world frame.
@@ -259,13 +261,15 @@ class Ap2apWrench(base.MjxEnv):
         # Observe the goal the policy must pursue next.
         current, target = self._points(data, info)
         obs = self._observation(data, info, current, target)
-        metrics = {
+        # Update rather than replace: wrappers (Brax's EvalWrapper) add their own entries.
+        metrics = dict(state.metrics)
+        metrics.update({
             "distance": distance,
             "success": success.astype(jnp.float32),
             "goal_reached": held.astype(jnp.float32),
             "first_goal_reached": first_goal_reached.astype(jnp.float32),
             **{f"reward/{name}": rewards[name] for name in cfg.reward_weights},
-        }
+        })
         return state.replace(pipeline_state=data, obs=obs, reward=reward, done=done,
                              metrics=metrics, info=info)
 
@@ -280,12 +284,23 @@ class Ap2apWrench(base.MjxEnv):
         target = geometry.transform_points(info["goal_pos"], info["goal_quat"], keypoints)
         return current, target
 
-    def _observation(self, data, info, current, target) -> jax.Array:
-        ang_world = geometry.quat_rotate(data.qpos[3:7], data.qvel[3:6])
-        obs = jnp.concatenate([
+    def _observation(self, data, info, current, target) -> dict[str, jax.Array]:
+        quat = data.qpos[3:7]
+        ang_world = geometry.quat_rotate(quat, data.qvel[3:6])
+        state = jnp.concatenate([
             geometry.paired_points(current, target).reshape(-1),
             data.qvel[:3],
             ang_world,
             info["last_action"],
         ])
-        return jnp.clip(obs, -self._config.obs_clip, self._config.obs_clip)
+        pos = data.qpos[:3] - self._table
+        to_go = geometry.quat_mul(info["goal_quat"], geometry.quat_conj(quat))
+        to_go = jnp.where(to_go[:1] < 0, -to_go, to_go)  # one of the double cover
+        privileged = jnp.concatenate([
+            pos, quat, info["goal_pos"], info["goal_quat"], info["goal_pos"] - pos, to_go,
+            data.qvel[:3], ang_world, info["last_action"],
+            geometry.mean_point_distance(current, target)[None],
+        ])
+        clip = self._config.obs_clip
+        return {"state": jnp.clip(state, -clip, clip),
+                "privileged_state": jnp.clip(privileged, -clip, clip)}

@@ -82,9 +82,12 @@ class MjxEnv(brax_base.Env):
         return "mjx"
 
     @property
-    def observation_size(self) -> int:
-        """Length of the flat observation vector."""
-        return int(jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+    def observation_size(self):
+        """Length of the flat observation, or {key: shape} for a dict observation (as Brax)."""
+        obs = jax.eval_shape(self.reset, jax.random.PRNGKey(0)).obs
+        if isinstance(obs, dict):
+            return {key: tuple(value.shape) for key, value in obs.items()}
+        return int(obs.shape[-1])
 
     def _zeros(self) -> jax.Array:
         return jnp.zeros(())

@@ -1,0 +1,131 @@
+"""The `dex4d` command line.
+
+  dex4d train teacher --env ap2ap_wrench --encoder paired --preset quick --out runs/teacher
+  dex4d train teacher --resume --out runs/teacher
+  dex4d envs
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+
+def _enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache, so a second run skips most of the compile time."""
+    import jax  # noqa: PLC0415
+
+    cache = os.environ.get("DEX4D_JAX_CACHE",
+                           os.path.join(os.path.expanduser("~"), ".cache", "dex4d_jax", "jax"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            parser.error(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = _parse_value(value)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    from dex4d_jax.envs import ALL_ENVS  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
+    from dex4d_jax.networks.point_encoders import ENCODERS, POOLINGS  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="dex4d", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a policy")
+    train_sub = train.add_subparsers(dest="policy", required=True)
+    t = train_sub.add_parser("teacher", help="train a privileged teacher with Brax PPO")
+    t.add_argument("--env", choices=ALL_ENVS, default="ap2ap_wrench")
+    t.add_argument("--encoder", choices=ENCODERS, default="paired")
+    t.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="point pooling (default: the preset's, mean_max)")
+    t.add_argument("--preset", choices=teacher.PRESETS, default="quick")
+    t.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--seed", type=int, default=None, help="PPO seed (default: the preset's)")
+    t.add_argument("--steps", type=int, default=None, help="environment steps (default: preset)")
+    t.add_argument("--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment config override, e.g. --set first_goal_max_angle=0.5")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("envs", help="list the registered environments")
+    return parser
+
+
+def _train_teacher(args, parser, argv: list[str]) -> int:
+    from dex4d_jax import envs  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
+    from dex4d_jax.teacher import train  # noqa: PLC0415
+
+    config = None
+    given = {"--encoder", "--pooling", "--preset", "--seed", "--steps", "--set", "--env"}
+    if args.resume:
+        used = [a for a in argv if a.split("=")[0] in given]
+        if used:
+            print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
+    else:
+        config = teacher.get_config(args.preset)
+        config.env.name = args.env
+        overrides = _overrides(args.env_set, parser)
+        try:  # Validate the overrides now rather than after a long compile.
+            envs.apply_overrides(envs.get_default_config(args.env), overrides)
+        except KeyError as err:
+            parser.error(str(err.args[0]))
+        config.env.overrides = overrides
+        config.network.encoder = args.encoder
+        if args.pooling:
+            config.network.pooling = args.pooling
+        if args.seed is not None:
+            config.ppo.seed = args.seed
+        if args.steps is not None:
+            if args.steps <= 0:
+                parser.error("--steps must be positive")
+            config.ppo.num_timesteps = args.steps
+    _enable_compilation_cache()
+    try:
+        result = train.train_teacher(config, args.out, resume=args.resume,
+                                     progress=not args.no_progress)
+    except (train.RunDirError, FileNotFoundError, RuntimeError) as err:
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
+          f"(goals held per episode {result.goals_reached:.2f}, final d_t "
+          f"{100 * result.final_distance:.2f} cm). Checkpoints in {args.out}/checkpoints")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `dex4d` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "envs":
+        from dex4d_jax import envs  # noqa: PLC0415
+
+        print("\n".join(envs.ALL_ENVS))
+        return 0
+    if args.command == "train" and args.policy == "teacher":
+        return _train_teacher(args, parser, argv)
+    parser.error("unknown command")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The `dex4d` command: clear errors on bad input, and nothing written is destroyed."""
+
+import json
+import os
+
+import pytest
+
+from dex4d_jax.experiments import cli
+from dex4d_jax.experiments.configs import teacher
+from dex4d_jax.teacher import train
+
+
+def _run(capsys, *argv):
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_bad_choices_list_the_valid_ones(capsys, tmp_path):
+    code, text = _run(capsys, "train", "teacher", "--encoder", "transformer", "--out", str(tmp_path))
+    assert code == 2 and "paired" in text and "decoupled" in text
+    code, text = _run(capsys, "train", "teacher", "--env", "ap2ap_hand", "--out", str(tmp_path))
+    assert code == 2 and "ap2ap_wrench" in text
+    code, text = _run(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "bogus=1")
+    assert code == 2 and "success_threshold" in text
+    code, text = _run(capsys, "train", "teacher")
+    assert code == 2 and "--out" in text
+
+
+def test_existing_output_directory_is_refused_and_kept(capsys, tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("precious")
+    code, text = _run(capsys, "train", "teacher", "--out", str(tmp_path))
+    assert code == 2 and "already exists" in text
+    assert keep.read_text() == "precious" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_resume_without_a_run_or_checkpoint_fails_clearly(capsys, tmp_path):
+    code, text = _run(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "none"))
+    assert code == 2 and "config.json" in text
+    config = teacher.get_config("quick")
+    train.prepare_run_dir(str(tmp_path / "run"), config, resume=False)
+    code, text = _run(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "run"))
+    assert code == 2 and "no complete checkpoint" in text
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    config = teacher.get_config("quick")
+    run = tmp_path / "run"
+    train.prepare_run_dir(str(run), config, resume=False)
+    bad = run / "checkpoints" / "000000001000"
+    bad.mkdir(parents=True)
+    (bad / "config.json").write_text("{}")
+    (bad / "_METADATA").write_text("not json")
+    with pytest.raises(RuntimeError, match="corrupt"):
+        train.prepare_run_dir(str(run), None, resume=True)
+    # A save interrupted before Brax wrote its config.json is skipped, not used.
+    (run / "checkpoints" / "000000002000").mkdir()
+    assert [s for s, _ in train.list_checkpoints(str(run))] == [1000]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = teacher.get_config("quick")
+    train.prepare_run_dir(str(tmp_path), config, resume=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["network"]["encoder"] == "paired"
+    other = teacher.get_config("quick")
+    other.network.encoder = "mlp"
+    with pytest.raises(train.RunDirError, match="different run"):
+        train.prepare_run_dir(str(tmp_path), other, resume=True)
