@@ -106,8 +106,8 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
-          f"(goals held per episode {result.goals_reached:.2f}, final d_t "
-          f"{100 * result.final_distance:.2f} cm). Checkpoints in {args.out}/checkpoints")
+          f"(first goal reached and held; {result.goals_reached:.2f} goals held per episode). "
+          f"Checkpoints in {args.out}/checkpoints")
     return 0
 
 

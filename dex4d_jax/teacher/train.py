@@ -207,8 +207,10 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
     finally:
         writer.close()
     bar.close()
-    if remaining > 0:
-        _save_checkpoint(out_dir, total, params, config, env.observation_size, env.action_size)
+    # Brax calls params_fn after its last epoch, so the final params are already saved; its
+    # epochs round the step count up, so the run may end a little past `total`.
+    saved = list_checkpoints(out_dir)
+    final_step = saved[-1][0] if saved else start_step
 
     networks = factory(env.observation_size, env.action_size)
     inference = ppo_networks.make_inference_fn(networks)
@@ -219,6 +221,6 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
     rollout = evaluation.make_rollout(env, policy_fn, ppo_cfg.episode_length)
     result = evaluation.evaluate(rollout, params, config.eval.num_episodes, config.eval.seed)
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
-        json.dump({"step": total, "train_seconds": time.time() - t0, **result.as_dict()}, f,
+        json.dump({"step": final_step, "train_seconds": time.time() - t0, **result.as_dict()}, f,
                   indent=2)
     return result

@@ -70,14 +70,14 @@ def get_config(preset: str) -> config_dict.ConfigDict:
         config.network.point_hidden = (64, 64)
         config.network.value_obs_key = "privileged_state"
         config.ppo.update(
-            num_timesteps=1_500_000,
+            num_timesteps=1_000_000,
             num_envs=256,
             unroll_length=16,
             batch_size=256,
             num_minibatches=4,
             num_updates_per_batch=4,
             episode_length=100,
-            num_evals=16,
+            num_evals=13,
             num_eval_envs=128,
         )
         config.eval.num_episodes = 256
