@@ -15,6 +15,7 @@ class EvalResult:
 
     Attributes:
       success_rate: fraction of episodes whose first goal was reached and held.
+      episode_reward: mean undiscounted return.
       goals_reached: mean number of goals held per episode (later goals are sampled in place).
       final_distance: mean point distance d_t at the last step (metres).
       min_distance: mean over episodes of the smallest d_t reached on the first goal (metres).
@@ -22,6 +23,7 @@ class EvalResult:
     """
 
     success_rate: float
+    episode_reward: float
     goals_reached: float
     final_distance: float
     min_distance: float
@@ -48,14 +50,15 @@ def make_rollout(env, policy_fn, episode_length: int):
             m = state.metrics
             min_dist = jnp.where(first_done, min_dist, jnp.minimum(min_dist, m["distance"]))
             first_done = jnp.logical_or(first_done, m["first_goal_reached"] > 0)
-            return (state, first_done, min_dist), m["goal_reached"]
+            return (state, first_done, min_dist), (m["goal_reached"], state.reward)
 
         batch = keys.shape[0]
         init = (state, jnp.zeros(batch, bool), jnp.full(batch, jnp.inf))
-        (state, first_done, min_dist), reached = jax.lax.scan(
+        (state, first_done, min_dist), (reached, reward) = jax.lax.scan(
             body, init, None, length=episode_length)
         return {
             "success": first_done.astype(jnp.float32),
+            "episode_reward": reward.sum(0),
             "goals_reached": reached.sum(0),
             "final_distance": state.metrics["distance"],
             "min_distance": min_dist,
@@ -77,6 +80,7 @@ def evaluate(rollout, params, num_episodes: int, seed: int, batch_size: int = 25
     res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return EvalResult(
         success_rate=float(res["success"].mean()),
+        episode_reward=float(res["episode_reward"].mean()),
         goals_reached=float(res["goals_reached"].mean()),
         final_distance=float(res["final_distance"].mean()),
         min_distance=float(res["min_distance"].mean()),

@@ -159,13 +159,27 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
         log("The run is already complete; evaluating its last checkpoint.")
 
     factory = network_factory(config)
+    networks = factory(env.observation_size, env.action_size)
+    inference = ppo_networks.make_inference_fn(networks)
+
+    def policy_fn(p, obs):
+        return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
+
+    # One compiled rollout serves the evaluations during training and the final one (Brax's own
+    # evaluator would compile a second copy of the environment and policy).
+    rollout = evaluation.make_rollout(env, policy_fn, ppo_cfg.episode_length)
+
+    def run_eval(params, num_episodes, seed):
+        return evaluation.evaluate(rollout, params, num_episodes, seed,
+                                   batch_size=ppo_cfg.num_eval_envs)
+
     writer = SummaryWriter(os.path.join(out_dir, "tb"))
     bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True, disable=not progress,
                dynamic_ncols=True)
     t0 = time.time()
+    pending = {}
 
-    def progress_fn(step, metrics):
-        step = start_step + int(step)
+    def write_record(step, metrics):
         record = {"step": step, "time": time.time() - t0,
                   **{k: _jsonable(v) for k, v in metrics.items()}}
         with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
@@ -174,25 +188,38 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
             if key != "step" and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, step)
         writer.flush()
-        bar.update(step - bar.n)
-        reward = record.get("eval/episode_reward", float("nan"))
-        success = record.get("eval/episode_first_goal_reached", float("nan"))
-        bar.set_postfix(reward=f"{reward:.1f}", success=f"{success:.2f}")
+        bar.total = max(bar.total, step)
+        bar.update(max(step - bar.n, 0))
+        bar.set_postfix(reward=f"{record['eval/episode_reward']:.1f}",
+                        success=f"{record['eval/success_rate']:.2f}")
 
     def params_fn(step, make_policy, params):
         del make_policy
-        if int(step) > 0:
-            _save_checkpoint(out_dir, start_step + int(step), params, config,
-                             env.observation_size, env.action_size)
+        step = start_step + int(step)
+        if step > start_step:
+            _save_checkpoint(out_dir, step, params, config, env.observation_size,
+                             env.action_size)
+        result = run_eval(params, ppo_cfg.num_eval_envs, config.eval.seed + 1)
+        pending.update({f"eval/{k}": v for k, v in result.as_dict().items()})
+        if step == start_step:  # Brax reports no training metrics before the first epoch.
+            write_record(step, pending)
+
+    def progress_fn(step, metrics):
+        write_record(start_step + int(step), {**metrics, **pending})
 
     ppo_kwargs = {k: v for k, v in ppo_cfg.to_dict().items() if k != "num_timesteps"}
+    # Brax runs at least one PPO iteration between evaluations, so a short run with many
+    # evaluations would train far past its budget: keep at most one evaluation per iteration.
+    per_iteration = ppo_cfg.batch_size * ppo_cfg.num_minibatches * ppo_cfg.unroll_length
+    ppo_kwargs["num_evals"] = max(2, min(ppo_cfg.num_evals, remaining // per_iteration + 1))
     try:
-        make_policy, params, _ = ppo.train(
+        _, params, _ = ppo.train(
             environment=env,
             num_timesteps=max(remaining, 0),
             wrap_env_fn=wrappers.wrap_for_training,
             network_factory=factory,
             normalize_observations=False,
+            run_evals=False,
             progress_fn=progress_fn,
             policy_params_fn=params_fn,
             restore_params=restore,
@@ -212,14 +239,7 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
     saved = list_checkpoints(out_dir)
     final_step = saved[-1][0] if saved else start_step
 
-    networks = factory(env.observation_size, env.action_size)
-    inference = ppo_networks.make_inference_fn(networks)
-
-    def policy_fn(p, obs):
-        return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
-
-    rollout = evaluation.make_rollout(env, policy_fn, ppo_cfg.episode_length)
-    result = evaluation.evaluate(rollout, params, config.eval.num_episodes, config.eval.seed)
+    result = run_eval(params, config.eval.num_episodes, config.eval.seed)
     with open(os.path.join(out_dir, "eval.json"), "w") as f:
         json.dump({"step": final_step, "train_seconds": time.time() - t0, **result.as_dict()}, f,
                   indent=2)
