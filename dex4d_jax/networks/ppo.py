@@ -43,36 +43,12 @@ def split_observation(obs: jax.Array, num_points: int) -> tuple[jax.Array, jax.A
     return points, obs[..., num_points * 6:]
 
 
-class PointPolicy(nn.Module):
-    """Gaussian policy: encoder + MLP -> mean; state-independent learned log-std."""
+class PointTrunk(nn.Module):
+    """Point encoder on the paired points, concatenated with the rest of the state, then an MLP.
 
-    action_size: int
-    num_points: int = 128
-    encoder: str = "paired"
-    point_hidden: Sequence[int] = (128, 128)
-    pooling: str = "mean_max"
-    hidden: Sequence[int] = (1024, 1024, 512, 512)
-    activation: str = "elu"
-    init_std: float = 0.8
-
-    @nn.compact
-    def __call__(self, obs: jax.Array):
-        points, state = split_observation(obs, self.num_points)
-        feat = PointEncoder(self.encoder, self.point_hidden, self.pooling, self.activation)(points)
-        x = jnp.concatenate([feat, state], axis=-1)
-        act = getattr(nn, self.activation)
-        for size in self.hidden:
-            x = act(nn.Dense(size)(x))
-        # A small last layer so the first actions are dominated by exploration noise.
-        mean = nn.Dense(self.action_size, kernel_init=nn.initializers.variance_scaling(
-            0.01, "fan_in", "uniform"))(x)
-        log_std = self.param("log_std", nn.initializers.constant(jnp.log(self.init_std)),
-                             (self.action_size,))
-        return mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape)
-
-
-class PointValue(nn.Module):
-    """Value function: encoder + MLP -> scalar (`num_points=0`: a plain MLP on the input)."""
+    With `num_points=0` there is no encoder: a plain MLP on the whole input (for a critic on
+    the privileged state).
+    """
 
     num_points: int = 128
     encoder: str = "paired"
@@ -91,7 +67,34 @@ class PointValue(nn.Module):
         act = getattr(nn, self.activation)
         for size in self.hidden:
             x = act(nn.Dense(size)(x))
-        return nn.Dense(1)(x)[..., 0]
+        return x
+
+
+class PointPolicy(nn.Module):
+    """Gaussian policy: trunk -> mean; a state-independent learned log-std."""
+
+    trunk: PointTrunk
+    action_size: int
+    init_std: float = 0.8
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        # A small last layer so the first actions are dominated by exploration noise.
+        mean = nn.Dense(self.action_size, kernel_init=nn.initializers.variance_scaling(
+            0.01, "fan_in", "uniform"))(self.trunk(obs))
+        log_std = self.param("log_std", nn.initializers.constant(jnp.log(self.init_std)),
+                             (self.action_size,))
+        return mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape)
+
+
+class PointValue(nn.Module):
+    """Value function: trunk -> scalar."""
+
+    trunk: PointTrunk
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return nn.Dense(1)(self.trunk(obs))[..., 0]
 
 
 def make_ppo_networks(
@@ -133,10 +136,10 @@ def make_ppo_networks(
     """
     common = dict(encoder=encoder, point_hidden=tuple(point_hidden), pooling=pooling,
                   activation=activation)
-    policy = PointPolicy(action_size=action_size, hidden=tuple(policy_hidden), init_std=init_std,
-                         num_points=num_points, **common)
+    policy = PointPolicy(PointTrunk(num_points, hidden=tuple(policy_hidden), **common),
+                         action_size=action_size, init_std=init_std)
     value_points = num_points if value_obs_key == policy_obs_key else 0
-    value = PointValue(hidden=tuple(value_hidden), num_points=value_points, **common)
+    value = PointValue(PointTrunk(value_points, hidden=tuple(value_hidden), **common))
     policy_dummy = jnp.zeros((1, _obs_size(observation_size, policy_obs_key)))
     value_dummy = jnp.zeros((1, _obs_size(observation_size, value_obs_key)))
 
