@@ -35,6 +35,8 @@ def test_teacher_learns_and_resumes(tmp_path):
     after = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(after) > len(lines)  # appended, not overwritten
     assert after[len(lines)]["step"] >= steps[-2]  # counted on from the restored step
-    assert [s for s, _ in train.list_checkpoints(str(out))][-1] == steps[-1]
+    # Brax trains whole PPO iterations per evaluation epoch, so the end may pass the budget.
+    final = [s for s, _ in train.list_checkpoints(str(out))][-1]
+    assert final >= 240_000 and json.loads((out / "eval.json").read_text())["step"] == final
     # The restored policy is the trained one: no relearning from scratch.
     assert resumed.success_rate >= 0.3, resumed
