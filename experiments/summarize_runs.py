@@ -15,7 +15,8 @@ def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    print("| run | encoder | seed | env steps | train min | success | goals held | final d_t (cm) |")
+    print("| run | encoder | seed | env steps | train min | success | goals held "
+          "| closest d_t to first goal (cm) |")
     print("|---|---|---|---|---|---|---|---|")
     for path in paths:
         eval_path = os.path.join(path, "eval.json")
@@ -29,7 +30,7 @@ def main(paths: list[str]) -> int:
         print(f"| {os.path.basename(path.rstrip('/'))} | {config['network']['encoder']} "
               f"| {config['ppo']['seed']} | {ev['step']:,} | {ev['train_seconds'] / 60:.1f} "
               f"| {ev['success_rate']:.3f} | {ev['goals_reached']:.2f} "
-              f"| {100 * ev['final_distance']:.2f} |")
+              f"| {100 * ev['min_distance']:.2f} |")
     return 0
 
 
