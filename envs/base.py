@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 import mujoco
 from brax.envs import base as brax_base
 from ml_collections import config_dict
@@ -88,6 +87,3 @@ class MjxEnv(brax_base.Env):
         if isinstance(obs, dict):
             return {key: tuple(value.shape) for key, value in obs.items()}
         return int(obs.shape[-1])
-
-    def _zeros(self) -> jax.Array:
-        return jnp.zeros(())

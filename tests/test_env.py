@@ -108,7 +108,7 @@ def test_held_goal_is_replaced_in_place(env):
     assert float(state.info["first_goal"]) == 0.0
 
 
-def test_objects_are_deterministic_and_rest_heights_match_geometry():
+def test_objects_are_deterministic_and_unknown_families_fail():
     a = objects.make_object_set(objects.WRENCH_FAMILIES, 5, seed=7)
     b = objects.make_object_set(objects.WRENCH_FAMILIES, 5, seed=7)
     for x, y in zip(a, b, strict=True):
