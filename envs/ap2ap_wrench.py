@@ -200,7 +200,7 @@ class Ap2apWrench(base.MjxEnv):
             "hold_count": jnp.zeros((), jnp.int32),
             "first_goal": jnp.ones(()),
         }
-        current, target = self._points(data, info)
+        current, target = self._current_points(data, info), self._target_points(info)
         distance = geometry.mean_point_distance(current, target)
         zero = jnp.zeros(())
         metrics = {
@@ -229,7 +229,7 @@ class Ap2apWrench(base.MjxEnv):
         data = self.physics_step(model, state.pipeline_state, qvel_fn)
         data = data.replace(qpos=data.qpos.at[3:7].set(geometry.quat_normalize(data.qpos[3:7])))
 
-        current, target = self._points(data, info)
+        current, target = self._current_points(data, info), self._target_points(info)
         distance = geometry.mean_point_distance(current, target)
         success = distance < cfg.success_threshold
         hold_count = jnp.where(success, info["hold_count"] + 1, 0)
@@ -258,8 +258,8 @@ class Ap2apWrench(base.MjxEnv):
             done = (distance >= cfg.too_far_threshold).astype(jnp.float32)
         else:
             done = jnp.zeros(())
-        # Observe the goal the policy must pursue next.
-        current, target = self._points(data, info)
+        # Observe the goal the policy must pursue next (the object has not moved since).
+        target = self._target_points(info)
         obs = self._observation(data, info, current, target)
         # Update rather than replace: wrappers (Brax's EvalWrapper) add their own entries.
         metrics = dict(state.metrics)
@@ -277,12 +277,15 @@ class Ap2apWrench(base.MjxEnv):
     # Observation.
     # ------------------------------------------------------------------------------------------
 
-    def _points(self, data: mjx.Data, info: dict) -> tuple[jax.Array, jax.Array]:
-        """Current and target keypoints in the table frame, [128, 3] each."""
+    def _current_points(self, data: mjx.Data, info: dict) -> jax.Array:
+        """The object's keypoints at its current pose, table frame, [128, 3]."""
         keypoints = self._keypoints[info["object_id"]]
-        current = geometry.transform_points(data.qpos[:3] - self._table, data.qpos[3:7], keypoints)
-        target = geometry.transform_points(info["goal_pos"], info["goal_quat"], keypoints)
-        return current, target
+        return geometry.transform_points(data.qpos[:3] - self._table, data.qpos[3:7], keypoints)
+
+    def _target_points(self, info: dict) -> jax.Array:
+        """The object's keypoints at the goal pose, table frame, [128, 3]."""
+        keypoints = self._keypoints[info["object_id"]]
+        return geometry.transform_points(info["goal_pos"], info["goal_quat"], keypoints)
 
     def _observation(self, data, info, current, target) -> dict[str, jax.Array]:
         quat = data.qpos[3:7]

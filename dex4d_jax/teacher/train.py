@@ -91,6 +91,15 @@ def _jsonable(value):
     return value
 
 
+def _tuples(value):
+    """JSON gives lists where the config held tuples; turn them back, at any depth."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume: bool):
     """Checks the run directory and returns (config, start step, restore params or None).
 
@@ -112,12 +121,7 @@ def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume:
     if not os.path.isfile(config_path):
         raise RunDirError(f"Cannot resume: {config_path} not found (is {out_dir} a training run?).")
     with open(config_path) as f:
-        saved = config_dict.ConfigDict(json.load(f))
-    for section in ("network",):
-        saved[section] = config_dict.ConfigDict({
-            k: tuple(v) if isinstance(v, list) else v for k, v in saved[section].items()})
-    saved.env.overrides = config_dict.ConfigDict({
-        k: tuple(v) if isinstance(v, list) else v for k, v in saved.env.overrides.items()})
+        saved = config_dict.ConfigDict(_tuples(json.load(f)))
     if config is not None and config.to_dict() != saved.to_dict():
         raise RunDirError(
             f"--resume continues with the config saved in {config_path}; the arguments given "
