@@ -28,7 +28,7 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 
-from dex4d_jax import geometry
+from dex4d_jax import geometry, object_families
 from dex4d_jax.envs import base, objects
 
 NUM_POINTS = 128
@@ -81,8 +81,8 @@ class Ap2apWrench(base.MjxEnv):
         xml_path = base.mjcf_path("ap2ap_wrench.xml")
         with open(xml_path) as f:
             self._xml = f.read()
-        self._objects = objects.make_object_set(
-            tuple(config.families), config.num_objects, config.object_seed
+        self._objects = object_families.make_object_set(
+            tuple(config.families), config.num_objects, config.object_seed, objects.SLOT_KINDS
         )
         mj_model, self._object_fields = objects.batched_object_fields(self._xml, self._objects)
         super().__init__(config, mj_model)

@@ -1,4 +1,4 @@
-"""Procedural rigid objects built from box and capsule primitives, and their batched MJX fields.
+"""Objects (from `object_families`) in fixed geom slots, and their batched MJX model fields.
 
 An object is a compound of primitives in fixed *slots* whose geom types never change
 (MJX chooses collision functions from geom types when it traces, so types are static while
@@ -8,7 +8,6 @@ sizes and poses can vary per environment). A shape that leaves a slot unused shr
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry
+from dex4d_jax import geometry, object_families
 
 # Geom types of the slots, in the order of the object's geoms in the MJCF.
 SLOT_KINDS = ("box", "box", "capsule")
@@ -44,97 +43,10 @@ _OBJECT_FIELDS = (
 # parent's frame for one object must not be treated so for all, so the general path is used.
 _SAMEFRAME_FIELDS = ("geom_sameframe", "body_sameframe", "body_simple")
 
-_QUAT_Z_TO_X = np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])
 _QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
 
-
-@dataclasses.dataclass(frozen=True)
-class ObjectSpec:
-    """One procedural object.
-
-    Attributes:
-      name: unique name, `<family>_<index>`.
-      family: shape family.
-      slots: one primitive or None (unused) per entry of SLOT_KINDS, in the object frame.
-    """
-
-    name: str
-    family: str
-    slots: tuple[geometry.Primitive | None, ...]
-
-    @property
-    def primitives(self) -> list[geometry.Primitive]:
-        """The primitives the object is made of (unused slots left out)."""
-        return [p for p in self.slots if p is not None]
-
-
-def _box(half, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
-    return geometry.Primitive("box", np.asarray(half, float), np.asarray(pos, float),
-                              np.asarray(quat, float))
-
-
-def _capsule(radius, half_length, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
-    return geometry.Primitive("capsule", np.array([radius, half_length]), np.asarray(pos, float),
-                              np.asarray(quat, float))
-
-
-def make_object(family: str, rng: np.random.Generator, name: str) -> ObjectSpec:
-    """Samples one object of a family; the object frame sits near its centre, base down.
-
-    Sizes are in metres and follow the paper's object scales (about 0.06 to 0.15 m across).
-
-    Args:
-      family: one of WRENCH_FAMILIES.
-      rng: numpy generator that decides the sizes.
-      name: the object's name.
-
-    Returns:
-      The object.
-    """
-    u = rng.uniform
-    if family == "box":
-        slots = (_box([u(0.02, 0.05), u(0.02, 0.05), u(0.02, 0.05)]), None, None)
-    elif family == "bottle":
-        radius, half_length = u(0.022, 0.035), u(0.025, 0.05)
-        neck = _box([0.009, 0.009, u(0.012, 0.02)])
-        neck = dataclasses.replace(neck, pos=np.array([0.0, 0.0, half_length + radius]))
-        slots = (neck, None, _capsule(radius, half_length))
-    elif family == "l_shape":
-        long_half, thick = u(0.04, 0.07), u(0.012, 0.022)
-        width, leg_half = u(0.015, 0.03), u(0.025, 0.05)
-        bar = _box([long_half, width, thick])
-        leg = _box([thick, width, leg_half], pos=[long_half - thick, 0.0, thick + leg_half])
-        slots = (bar, leg, None)
-    elif family == "t_shape":
-        top_half, thick = u(0.04, 0.07), u(0.012, 0.02)
-        width, stem_half = u(0.015, 0.03), u(0.03, 0.055)
-        top = _box([top_half, width, thick], pos=[0.0, 0.0, stem_half])
-        stem = _box([thick, width, stem_half], pos=[0.0, 0.0, -thick])
-        slots = (top, stem, None)
-    elif family == "hammer":
-        handle_radius, handle_half = u(0.01, 0.016), u(0.045, 0.07)
-        head = _box([u(0.012, 0.02), u(0.035, 0.05), u(0.015, 0.022)],
-                    pos=[handle_half + 0.01, 0.0, 0.0])
-        slots = (head, None, _capsule(handle_radius, handle_half, quat=_QUAT_Z_TO_X))
-    else:
-        raise ValueError(f"Unknown object family {family!r}; valid: {', '.join(WRENCH_FAMILIES)}")
-    return ObjectSpec(name=name, family=family, slots=_centre(slots))
-
-
-def _centre(slots):
-    """Shifts the primitives so the object frame sits at the centre of their bounding box."""
-    present = [p for p in slots if p is not None]
-    points = np.concatenate([geometry.sample_compound_surface([p], 256, np.random.default_rng(0))
-                             for p in present])
-    centre = 0.5 * (points.min(0) + points.max(0))
-    return tuple(None if p is None else dataclasses.replace(p, pos=p.pos - centre) for p in slots)
-
-
-def make_object_set(families: tuple[str, ...], num_objects: int, seed: int) -> list[ObjectSpec]:
-    """Samples `num_objects` objects, cycling through `families`, deterministic for `seed`."""
-    rng = np.random.default_rng(seed)
-    return [make_object(families[i % len(families)], rng, f"{families[i % len(families)]}_{i}")
-            for i in range(num_objects)]
+# Objects and their families live in object_families; this module batches them into models.
+ObjectSpec = object_families.ObjectSpec
 
 
 def _slot_geom(slot: geometry.Primitive | None, kind: str, anchor: geometry.Primitive):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dex4d_jax import envs, geometry, wrappers
+from dex4d_jax import envs, geometry, object_families, wrappers
 from dex4d_jax.envs import ap2ap_wrench, objects
 
 
@@ -109,10 +109,11 @@ def test_held_goal_is_replaced_in_place(env):
 
 
 def test_objects_are_deterministic_and_unknown_families_fail():
-    a = objects.make_object_set(objects.WRENCH_FAMILIES, 5, seed=7)
-    b = objects.make_object_set(objects.WRENCH_FAMILIES, 5, seed=7)
+    a = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, objects.SLOT_KINDS)
+    b = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, objects.SLOT_KINDS)
     for x, y in zip(a, b, strict=True):
         for p, q in zip(x.primitives, y.primitives, strict=True):
             np.testing.assert_array_equal(p.size, q.size)
     with pytest.raises(ValueError, match="valid"):
-        objects.make_object("teapot", np.random.default_rng(0), "teapot_0")
+        object_families.make_object("teapot", np.random.default_rng(0), "teapot_0",
+                                    objects.SLOT_KINDS)
