@@ -3,12 +3,14 @@
   dex4d train teacher --env ap2ap_wrench --encoder paired --preset quick --out runs/teacher
   dex4d train teacher --resume --out runs/teacher
   dex4d envs
+  dex4d objects --split train --show 40 --out objects_train.png
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import ctypes.util
 import os
 import sys
 
@@ -64,7 +66,88 @@ def _parser() -> argparse.ArgumentParser:
                    help="environment config override, e.g. --set first_goal_max_angle=0.5")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("envs", help="list the registered environments")
+    o = sub.add_parser("objects", help="count the object library by family; render a sheet of it")
+    o.add_argument("--split", choices=("train", "unseen", "ycb"), default="train")
+    o.add_argument("--num-objects", type=int, default=None,
+                   help="library size (default 1024; ycb has its 9 objects)")
+    o.add_argument("--seed", type=int, default=0, help="library seed")
+    o.add_argument("--show", type=int, default=None, metavar="N",
+                   help="render the first N objects (families take turns, so N spreads over them)")
+    o.add_argument("--out", default=None,
+                   help="PNG written by --show (default objects_<split>.png)")
     return parser
+
+
+def _use_headless_gl() -> None:
+    """Picks EGL for offscreen rendering on Linux when it is installed and nothing was chosen.
+
+    MuJoCo reads MUJOCO_GL once, when it is first imported, so this runs before any import.
+    """
+    if sys.platform.startswith("linux") and ctypes.util.find_library("EGL"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _family_table(library) -> str:
+    """One line per family: object count, largest-extent range (mm) and mass range (g)."""
+    from dex4d_jax import geometry  # noqa: PLC0415
+
+    extents = [1000.0 * max(high - low) for low, high in
+               (geometry.bounding_box(library.spec(i).primitives) for i in range(len(library)))]
+    lines = [f"{'family':<12}{'objects':>8}{'extent mm':>16}{'mass g':>16}"]
+    for family_id, family in enumerate(library.family_names):
+        members = [i for i in range(len(library)) if library.family_ids[i] == family_id]
+        if not members:
+            continue
+        size = f"{min(extents[i] for i in members):.0f}-{max(extents[i] for i in members):.0f}"
+        mass = 1000.0 * library.mass[members]
+        lines.append(f"{family:<12}{len(members):>8}{size:>16}"
+                     f"{f'{mass.min():.0f}-{mass.max():.0f}':>16}")
+    lines.append(f"{'total':<12}{len(library):>8}")
+    return "\n".join(lines)
+
+
+def _objects(args, parser) -> int:
+    from dex4d_jax import object_library  # noqa: PLC0415
+
+    if args.split == "ycb":
+        num_objects = len(object_library.YCB_NAMES)
+    elif args.num_objects is None:
+        num_objects = object_library.DEFAULT_NUM_OBJECTS
+    else:
+        num_objects = args.num_objects
+    if num_objects < 1:
+        parser.error("--num-objects must be positive")
+    out = args.out or f"objects_{args.split}.png"
+    if args.show is not None:  # Check before a library is built for nothing.
+        if not 1 <= args.show <= num_objects:
+            parser.error(f"--show must be between 1 and {num_objects}, the library's size")
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            print(f"dex4d: error: cannot write {out}: {folder} is not a writable folder",
+                  file=sys.stderr)
+            return 2
+    if args.split == "ycb":
+        library = object_library.ycb_objects()
+    else:
+        library = object_library.load_library(args.split, num_objects, args.seed)
+    print(_family_table(library))
+    if args.show is None:
+        return 0
+    import mujoco  # noqa: PLC0415
+
+    from dex4d_jax import object_sheet  # noqa: PLC0415
+
+    try:
+        object_sheet.render_sheet(library, range(args.show), out)
+    except mujoco.FatalError as err:
+        print(f"dex4d: error: no OpenGL context for offscreen rendering ({err}); on a headless "
+              "machine set MUJOCO_GL=egl or MUJOCO_GL=osmesa", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"dex4d: error: cannot write {out}: {err}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out} ({args.show} objects)")
+    return 0
 
 
 def _train_teacher(args, parser, argv: list[str]) -> int:
@@ -114,6 +197,8 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["objects"]:
+        _use_headless_gl()
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "envs":
@@ -123,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "train" and args.policy == "teacher":
         return _train_teacher(args, parser, argv)
+    if args.command == "objects":
+        return _objects(args, parser)
     parser.error("unknown command")
     return 2
 
