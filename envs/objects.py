@@ -8,6 +8,8 @@ sizes and poses can vary per environment). A shape that leaves a slot unused shr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,28 +61,76 @@ def _slot_geom(slot: geometry.Primitive | None, kind: str, anchor: geometry.Prim
     return size, slot.pos, slot.quat
 
 
-def batched_object_fields(xml: str, objects: list[ObjectSpec]) -> tuple[mujoco.MjModel, dict]:
-    """Compiles one model per object and stacks the fields that differ between them.
+class Inertial(NamedTuple):
+    """Explicit mass properties of an object body (object frame); the library stores them as
+    arrays, `inertia.MassProperties` has the same fields and serves too."""
+
+    mass: float
+    com: np.ndarray
+    inertia: np.ndarray  # [3] principal moments
+    iquat: np.ndarray  # [4] wxyz, object frame to principal axes
+
+
+def compile_object_model(
+    scene: str | Callable[[], mujoco.MjSpec],
+    obj: ObjectSpec,
+    slot_geoms: Sequence[str] = SLOT_GEOM_NAMES,
+    slot_kinds: Sequence[str] = SLOT_KINDS,
+    inertial: Inertial | None = None,
+    body: str = "object",
+) -> mujoco.MjModel:
+    """Compiles the scene holding one object.
 
     Args:
-      xml: the scene's MJCF text, with geoms named as in SLOT_GEOM_NAMES.
-      objects: the objects, K of them.
+      scene: the scene's MJCF text, or a function returning a fresh MjSpec of it.
+      obj: the object, in the `slot_kinds` layout.
+      slot_geoms: names of the scene geoms that hold the slots.
+      slot_kinds: geom type of each slot.
+      inertial: optional explicit mass properties; without them MuJoCo derives them from the
+        geoms' density.
+      body: the object's body, which receives `inertial`.
+
+    Returns:
+      The compiled model: use it for native MuJoCo (its broad phase needs the body bounding
+      volumes that only compiling computes).
+    """
+    spec = scene() if callable(scene) else mujoco.MjSpec.from_string(scene)
+    anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
+    for name, kind, slot in zip(slot_geoms, slot_kinds, obj.slots, strict=True):
+        size, pos, quat = _slot_geom(slot, kind, anchor)
+        geom = spec.geom(name)
+        geom.size = size
+        geom.pos = pos
+        geom.quat = quat
+    if inertial is not None:
+        target = spec.body(body)
+        target.explicitinertial = True
+        target.mass = float(inertial.mass)
+        target.ipos = inertial.com
+        target.inertia = inertial.inertia
+        target.iquat = inertial.iquat
+    return spec.compile()
+
+
+def batched_object_fields(
+    scene: str | Callable[[], mujoco.MjSpec],
+    objects: Sequence[ObjectSpec],
+    slot_geoms: Sequence[str] = SLOT_GEOM_NAMES,
+    slot_kinds: Sequence[str] = SLOT_KINDS,
+    inertials: Sequence[Inertial] | None = None,
+    body: str = "object",
+) -> tuple[mujoco.MjModel, dict]:
+    """Compiles the scene once per object and stacks the fields that differ between them.
+
+    Args: as `compile_object_model`, with K objects and optionally K inertials.
 
     Returns:
       (mj_model of the first object, {field: [K, ...] jax array}) for the fields in
       _OBJECT_FIELDS; index the stack with an object id and `replace` them into the MJX model.
     """
-    models = []
-    for obj in objects:
-        spec = mujoco.MjSpec.from_string(xml)
-        anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
-        for name, kind, slot in zip(SLOT_GEOM_NAMES, SLOT_KINDS, obj.slots, strict=True):
-            size, pos, quat = _slot_geom(slot, kind, anchor)
-            geom = spec.geom(name)
-            geom.size = size
-            geom.pos = pos
-            geom.quat = quat
-        models.append(spec.compile())
+    models = [compile_object_model(scene, obj, slot_geoms, slot_kinds,
+                                   None if inertials is None else inertials[k], body)
+              for k, obj in enumerate(objects)]
     fields = {name: jnp.asarray(np.stack([getattr(m, name) for m in models]), jnp.float32)
               for name in _OBJECT_FIELDS}
     return models[0], fields
@@ -98,18 +148,24 @@ def object_model(model: mjx.Model, fields: dict, object_id: jax.Array) -> mjx.Mo
     return model.replace(**{name: value[object_id] for name, value in fields.items()})
 
 
-# Box corners and capsule end points, padded to a fixed count so objects stack into one array.
-_NUM_SUPPORT = 8 * SLOT_KINDS.count("box") + 2 * SLOT_KINDS.count("capsule")
+def num_support_points(slot_kinds: Sequence[str]) -> int:
+    """Rows of `support_points` for a slot layout: 8 per box slot, 2 per capsule slot."""
+    return sum(8 if kind == "box" else 2 for kind in slot_kinds)
 
 
-def support_points(obj: ObjectSpec) -> np.ndarray:
+def support_points(obj: ObjectSpec, slot_kinds: Sequence[str] = SLOT_KINDS) -> np.ndarray:
     """Points and radii whose lowest `z - r` is the object's lowest point in any orientation.
 
     A box's lowest point is one of its corners and a capsule's lies `r` below one of its end
     points, so `min_i (R p_i).z - r_i` is the exact height of the object's bottom below its frame.
 
+    Args:
+      obj: the object.
+      slot_kinds: its slot layout, which fixes the number of rows.
+
     Returns:
-      [_NUM_SUPPORT, 4] rows of (x, y, z, radius) in the object frame; unused rows repeat row 0.
+      [num_support_points(slot_kinds), 4] rows of (x, y, z, radius) in the object frame;
+      unused rows repeat row 0.
     """
     rows = []
     for p in obj.primitives:
@@ -123,5 +179,5 @@ def support_points(obj: ObjectSpec) -> np.ndarray:
             local, radius = np.zeros((1, 3)), p.size[0]
         for point in local @ rot.T + p.pos:
             rows.append([*point, radius])
-    rows += [rows[0]] * (_NUM_SUPPORT - len(rows))
+    rows += [rows[0]] * (num_support_points(slot_kinds) - len(rows))
     return np.asarray(rows, np.float32)

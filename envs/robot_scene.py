@@ -1,0 +1,144 @@
+"""The Dex4D scene in MJX with a different library object in every environment of a batch.
+
+MJX shares one model across a batch, so per-environment objects are batched *model fields*:
+the object's four primitive slots (fixed geom types, see object_library.ROBOT_SLOTS) take each
+object's sizes and poses, and its body takes the object's mass, centre of mass and inertia.
+`SceneObjects.model_for(model, object_id)` returns the model of one environment; vmapped over
+object ids it is the same mechanism Brax's `randomization_fn` uses.
+
+Collision presets (docs/robot.md explains the default; bench/scene_throughput.py measures the
+others): "default"; "hand_self" adds hand self-collision; "table_box" makes the table a box
+instead of a plane; "full_hand" makes all 67 LEAP boxes colliders instead of 24.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import mujoco
+import numpy as np
+from mujoco import mjx
+
+from dex4d_jax import geometry, object_library, robot
+from dex4d_jax.envs import objects
+
+# Scene geoms of the object's slots, in the order of object_library.ROBOT_SLOTS.
+SLOT_GEOMS = ("object_box_a", "object_box_b", "object_capsule_a", "object_capsule_b")
+COLLISION_PRESETS = ("default", "hand_self", "table_box", "full_hand")
+
+_HAND_BIT, _TABLE_BIT = 4, 2
+
+
+def scene_spec(collision: str = "default") -> mujoco.MjSpec:
+    """The scene's MjSpec with a collision preset applied.
+
+    Args:
+      collision: one of COLLISION_PRESETS.
+
+    Returns:
+      An uncompiled spec of mjcf/dex4d_scene.xml.
+    """
+    if collision not in COLLISION_PRESETS:
+        raise ValueError(f"Unknown collision preset {collision!r}; valid: "
+                         f"{', '.join(COLLISION_PRESETS)}")
+    spec = mujoco.MjSpec.from_file(str(robot.SCENE_XML))
+    hand_bodies = {b.name for b in spec.body("palm").find_all(mujoco.mjtObj.mjOBJ_BODY)}
+    hand_bodies.add("palm")
+    hand_geoms = [g for g in spec.geoms if g.parent.name in hand_bodies]
+    if collision == "hand_self":
+        for geom in hand_geoms:
+            if geom.contype == _HAND_BIT:
+                geom.conaffinity |= _HAND_BIT
+    elif collision == "full_hand":
+        colliders = {(g.parent.name, tuple(np.round(g.pos, 6)), tuple(np.round(g.size, 6)))
+                     for g in hand_geoms if g.contype}
+        for geom in hand_geoms:
+            key = (geom.parent.name, tuple(np.round(geom.pos, 6)), tuple(np.round(geom.size, 6)))
+            if not geom.contype and key not in colliders:
+                geom.contype, geom.conaffinity = _HAND_BIT, 1 | _TABLE_BIT
+    elif collision == "table_box":
+        table = spec.geom("table")
+        table.type = mujoco.mjtGeom.mjGEOM_BOX
+        table.size = [0.6, 0.75, 0.3]
+        table.pos = [0.35, 0.0, robot.TABLE_HEIGHT - 0.3]
+    return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneObjects:
+    """Model fields of K library objects, stacked for per-environment objects.
+
+    Attributes:
+      mj_model: the scene compiled with object 0 (for native MuJoCo and rendering).
+      fields: {model field: [K, ...] array} of every field that differs between objects.
+      keypoints: [K, 128, 3] object-frame surface keypoints.
+      support: [K, P, 4] support points (x, y, z, radius) giving each object's lowest point.
+      library: the objects.
+      collision: the collision preset.
+    """
+
+    mj_model: mujoco.MjModel
+    fields: dict
+    keypoints: np.ndarray
+    support: np.ndarray
+    library: object_library.ObjectLibrary
+    collision: str
+
+    @property
+    def num_objects(self) -> int:
+        """K, the number of objects."""
+        return len(self.keypoints)
+
+    def model_for(self, model: mjx.Model, object_id: jax.Array) -> mjx.Model:
+        """`model` holding object `object_id` (an int array; vmap it for a batch)."""
+        return objects.object_model(model, self.fields, object_id)
+
+    def native_model(self, object_id: int) -> mujoco.MjModel:
+        """The scene compiled with object `object_id`, for native MuJoCo."""
+        return objects.compile_object_model(
+            lambda: scene_spec(self.collision), self.library.spec(object_id), SLOT_GEOMS,
+            object_library.ROBOT_SLOTS, _inertial(self.library, object_id))
+
+
+def _inertial(library: object_library.ObjectLibrary, i: int) -> objects.Inertial:
+    return objects.Inertial(library.mass[i], library.com[i], library.inertia[i], library.iquat[i])
+
+
+def build_scene_objects(library: object_library.ObjectLibrary,
+                        collision: str = "default") -> SceneObjects:
+    """Compiles the scene once per object and stacks the fields that change.
+
+    Args:
+      library: objects in the ROBOT_SLOTS layout, with mass properties.
+      collision: a collision preset.
+
+    Returns:
+      The stacked fields; each object keeps its library mass, centre of mass and inertia.
+    """
+    if tuple(library.slot_kinds) != object_library.ROBOT_SLOTS:
+        raise ValueError(f"Library slots {library.slot_kinds} do not match the scene's "
+                         f"{object_library.ROBOT_SLOTS}")
+    specs = [library.spec(i) for i in range(len(library))]
+    inertials = [_inertial(library, i) for i in range(len(library))]
+    mj_model, fields = objects.batched_object_fields(
+        lambda: scene_spec(collision), specs, SLOT_GEOMS, object_library.ROBOT_SLOTS,
+        inertials=inertials)
+    robot.check_model(mj_model)
+    support = np.stack([objects.support_points(s, object_library.ROBOT_SLOTS) for s in specs])
+    return SceneObjects(mj_model, fields, np.asarray(library.keypoints, np.float32), support,
+                        library, collision)
+
+
+def rest_height(support: np.ndarray, quat: np.ndarray) -> float:
+    """Height of an object's frame above the table when it rests in orientation `quat`.
+
+    Args:
+      support: [P, 4] support points of the object (SceneObjects.support[k]).
+      quat: [4] wxyz orientation of the object in the world.
+
+    Returns:
+      The z of the object frame when its lowest point touches the table top.
+    """
+    z = support[:, :3] @ geometry._quat_to_mat_np(np.asarray(quat, float))[2]
+    return robot.TABLE_HEIGHT - float(np.min(z - support[:, 3]))
