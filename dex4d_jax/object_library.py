@@ -101,6 +101,13 @@ class ObjectLibrary:
         """Number of objects."""
         return len(self.names)
 
+    def subset(self, indices: Sequence[int]) -> ObjectLibrary:
+        """The library of objects `indices`, in that order."""
+        indices = np.asarray(indices, int)
+        return dataclasses.replace(self, **{
+            f.name: getattr(self, f.name)[indices] for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)})
+
     def spec(self, index: int) -> object_families.ObjectSpec:
         """Object `index` as primitives in its slots (None for unused slots)."""
         slots = []

@@ -130,6 +130,38 @@ def build_scene_objects(library: object_library.ObjectLibrary,
                         library, collision)
 
 
+def grasp_ready_data(scene: SceneObjects, object_id: int,
+                     xy: tuple[float, float] = (0.45, 0.0)) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """Native model and data of the grasp-ready robot with object `object_id` upright below it.
+
+    Args:
+      scene: the scene objects.
+      object_id: which object.
+      xy: the object's position on the table.
+
+    Returns:
+      (model, data) after forward kinematics, ready to render or step.
+    """
+    model = scene.native_model(object_id)
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
+    upright = np.array([1.0, 0.0, 0.0, 0.0])
+    data.qpos[robot.NUM_JOINTS:] = [*xy, rest_height(scene.support[object_id], upright), *upright]
+    mujoco.mj_forward(model, data)
+    return model, data
+
+
+def render(model: mujoco.MjModel, data: mujoco.MjData, camera: str = robot.CAMERA,
+           width: int = 640, height: int = 480) -> np.ndarray:
+    """[height, width, 3] uint8 RGB image from a named camera (needs an OpenGL backend).
+
+    On a headless machine set MUJOCO_GL=egl (or osmesa) before mujoco is first imported.
+    """
+    with mujoco.Renderer(model, height, width) as renderer:
+        renderer.update_scene(data, camera)
+        return renderer.render()
+
+
 def rest_height(support: np.ndarray, quat: np.ndarray) -> float:
     """Height of an object's frame above the table when it rests in orientation `quat`.
 

@@ -4,6 +4,7 @@
   dex4d train teacher --resume --out runs/teacher
   dex4d envs
   dex4d objects --split train --show 40 --out objects_train.png
+  dex4d scene --object mug --render scene.png
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="render the first N objects (families take turns, so N spreads over them)")
     o.add_argument("--out", default=None,
                    help="PNG written by --show (default objects_<split>.png)")
+    c = sub.add_parser("scene", help="describe the robot scene; render it at the grasp-ready pose")
+    c.add_argument("--split", choices=("train", "unseen", "ycb"), default="ycb",
+                   help="where the object comes from")
+    c.add_argument("--object", default="mug", help="object name or index within --split")
+    c.add_argument("--collision", default="default",
+                   help="collision preset: default, hand_self, table_box or full_hand")
+    c.add_argument("--render", metavar="PNG", default=None,
+                   help="write the overview and D435 camera views side by side")
     return parser
 
 
@@ -150,6 +159,64 @@ def _objects(args, parser) -> int:
     return 0
 
 
+def _pair_table(model) -> str:
+    """Candidate collision pairs of a model, counted by geom types."""
+    import collections  # noqa: PLC0415
+
+    import mujoco  # noqa: PLC0415
+    from mujoco.mjx._src import collision_driver  # noqa: PLC0415
+
+    counts = collections.Counter(
+        " - ".join(sorted(mujoco.mjtGeom(model.geom_type[g]).name[7:].lower() for g in (a, b)))
+        for a, b, _ in collision_driver.geom_pairs(model))
+    return ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+
+
+def _scene(args, parser) -> int:
+    from dex4d_jax import object_library, robot  # noqa: PLC0415
+    from dex4d_jax.envs import robot_scene  # noqa: PLC0415
+
+    if args.collision not in robot_scene.COLLISION_PRESETS:
+        parser.error(f"--collision must be one of {', '.join(robot_scene.COLLISION_PRESETS)}")
+    library = (object_library.ycb_objects() if args.split == "ycb"
+               else object_library.load_library(args.split))
+    names = [str(n) for n in library.names]
+    if args.object in names:
+        index = names.index(args.object)
+    elif args.object.isdigit() and int(args.object) < len(library):
+        index = int(args.object)
+    else:
+        shown = ", ".join(names) if len(names) <= 12 else f"0-{len(names) - 1} or {names[0]}, ..."
+        parser.error(f"no object {args.object!r} in the {args.split} split; choose {shown}")
+    scene = robot_scene.build_scene_objects(library.subset([index]), args.collision)
+    model, data = robot_scene.grasp_ready_data(scene, 0)
+    print(f"{robot.SCENE_XML}: {model.nq} qpos, {model.nv} dofs, {model.nu} actuators, "
+          f"{model.ngeom} geoms ({int((model.geom_contype | model.geom_conaffinity).astype(bool).sum())} "
+          f"colliders), timestep {model.opt.timestep:.5f} s")
+    print("joint/actuator order: " + " ".join(robot.JOINT_NAMES))
+    print(f"collision preset {args.collision!r}: {_pair_table(model)}")
+    print(f"object {names[index]} ({library.family_names[library.family_ids[index]]}, "
+          f"{1000 * library.mass[index]:.0f} g) at the grasp-ready pose")
+    if args.render is None:
+        return 0
+    import mujoco  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    try:
+        views = [robot_scene.render(model, data, camera) for camera in ("overview", robot.CAMERA)]
+        Image.fromarray(np.concatenate(views, axis=1)).save(args.render, format="PNG")
+    except mujoco.FatalError as err:
+        print(f"dex4d: error: no OpenGL context for offscreen rendering ({err}); on a headless "
+              "machine set MUJOCO_GL=egl or MUJOCO_GL=osmesa", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"dex4d: error: cannot write {args.render}: {err}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.render}")
+    return 0
+
+
 def _train_teacher(args, parser, argv: list[str]) -> int:
     from dex4d_jax import envs  # noqa: PLC0415
     from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
@@ -197,7 +264,7 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["objects"]:
+    if argv[:1] in (["objects"], ["scene"]):
         _use_headless_gl()
     parser = _parser()
     args = parser.parse_args(argv)
@@ -210,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train_teacher(args, parser, argv)
     if args.command == "objects":
         return _objects(args, parser)
+    if args.command == "scene":
+        return _scene(args, parser)
     parser.error("unknown command")
     return 2
 

@@ -2,10 +2,6 @@
 
 import dataclasses
 import glob
-import os
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import mujoco
@@ -16,7 +12,8 @@ from PIL import Image
 from dex4d_jax import geometry, inertia, object_families, object_library
 from dex4d_jax.experiments import cli
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from headless import run_headless, skip_without_gl
+
 _TILTED = np.array([0.9, 0.2, 0.3, 0.1]) / np.linalg.norm([0.9, 0.2, 0.3, 0.1])
 # Listed YCB dimensions (m) from shared/robot_facts/ycb_objects.json, in each stand-in's frame:
 # x, y, z. The cups are the linear interpolation of the recalled (unverified) cup a..j figures.
@@ -255,32 +252,10 @@ def test_load_library_caches_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
         object_library.load_library("unseen", num_objects=4, seed=2)
 
 
-def _run_headless(script: str, *args: str) -> subprocess.CompletedProcess:
-    """Runs Python in a fresh process (MuJoCo picks its GL backend once, at import)."""
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        cwd=_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _skip_without_gl() -> None:
-    probe = _run_headless("""
-        import mujoco
-        mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8).close()
-    """)
-    if probe.returncode != 0:
-        pytest.skip(f"no OpenGL backend for offscreen rendering: {probe.stderr.strip()[-300:]}")
-
-
 def test_render_sheet_draws_each_family_colour(tmp_path):
-    _skip_without_gl()
+    skip_without_gl()
     out = tmp_path / "sheet.png"
-    result = _run_headless(
+    result = run_headless(
         """
         import sys
         from dex4d_jax import object_library, object_sheet
@@ -298,9 +273,9 @@ def test_render_sheet_draws_each_family_colour(tmp_path):
 
 
 def test_cli_objects_renders_a_sheet(tmp_path):
-    _skip_without_gl()
+    skip_without_gl()
     out = tmp_path / "ycb.png"
-    result = _run_headless(
+    result = run_headless(
         """
         import sys
         from dex4d_jax.experiments import cli

@@ -6,9 +6,13 @@ import mujoco
 import numpy as np
 import pytest
 from mujoco import mjx
+from PIL import Image
 
 from dex4d_jax import geometry, object_library, robot
 from dex4d_jax.envs import objects, robot_scene
+from dex4d_jax.experiments import cli
+
+from headless import run_headless, skip_without_gl
 
 _UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
 _ON_SIDE = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # 90 deg about x
@@ -109,3 +113,40 @@ def test_mjx_batch_holds_different_objects_that_rest_at_their_heights(library, s
         # The robot holds its pose meanwhile (servo sag under gravity stays small).
         np.testing.assert_allclose(qpos[env, :robot.NUM_ARM], qpos0[env, :robot.NUM_ARM],
                                    atol=0.02)
+
+
+def test_cli_scene_describes_the_model_and_rejects_bad_input(capsys):
+    def run(*argv):
+        try:
+            code = cli.main(["scene", *argv])
+        except SystemExit as exit_:
+            code = exit_.code
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = run("--object", "apple")
+    assert code == 0
+    assert "22 actuators" in out and " ".join(robot.JOINT_NAMES) in out and "apple" in out
+    code, out = run("--object", "teapot")
+    assert code == 2 and "no object 'teapot'" in out and "mug" in out
+    code, out = run("--collision", "everything")
+    assert code == 2 and "hand_self" in out
+
+
+def test_cli_scene_renders_both_cameras(tmp_path):
+    skip_without_gl()
+    out = tmp_path / "scene.png"
+    result = run_headless(
+        """
+        import sys
+        from dex4d_jax.experiments import cli
+        sys.exit(cli.main(["scene", "--object", "mug", "--render", sys.argv[1]]))
+    """,
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    image = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert image.shape == (480, 1280, 3)
+    # The orange object shows in both views.
+    orange = (image[..., 0] > 150) & (image[..., 1] < 120) & (image[..., 2] < 80)
+    assert orange[:, :640].sum() > 100 and orange[:, 640:].sum() > 100
