@@ -18,8 +18,9 @@ Split (why these families and sizes are held out):
     Stages 1 and 2 train on `families=("bottle",)` only (SPEC section 3).
 
 Masses: density is uniform in `DENSITY_RANGE` (300 to 900 kg/m^3, hollow plastic to solid
-wood) per object; volume, centre of mass and inertia are those of the union of the primitives,
-overlaps counted once (`inertia.mass_properties`). YCB stand-ins take their listed masses.
+wood) per object, then changed where needed to bring the mass into `MASS_RANGE` (0.02 to
+0.6 kg); volume, centre of mass and inertia are those of the union of the primitives, overlaps
+counted once (`inertia.mass_properties`). YCB stand-ins take their listed masses.
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ EXTENT_RANGE = (0.06, 0.15)
 TRAIN_EXTENT_RANGE = (0.075, 0.13)
 # Uniform density per object, kg/m^3.
 DENSITY_RANGE = (300.0, 900.0)
+# Mass bounds, kg: a large solid block would outweigh what the LEAP hand's 0.5 N m servos can
+# lift (a 13 cm cube at 900 kg/m^3 is 2 kg), so heavier objects take the density that gives
+# MAX_MASS; the lightest hollow shapes go up to MIN_MASS. YCB's mustard bottle is 0.6 kg.
+MASS_RANGE = (0.02, 0.6)
 NUM_KEYPOINTS = 128
 # Dense surface samples fed to farthest point sampling, as the authors' code does.
 NUM_SURFACE_SAMPLES = 10_000
 DEFAULT_NUM_OBJECTS = 1024
 # Bump when anything that changes built objects changes; it keys the cache.
-LIBRARY_VERSION = 1
+LIBRARY_VERSION = 2
 
 _SPLIT_IDS = {"train": 0, "unseen": 1}
 _QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
@@ -178,6 +183,7 @@ def _library_object(
     slots = object_families.fill_slots(primitives, ROBOT_SLOTS, family)
     spec = object_families.ObjectSpec(f"{family}_{index}", family, object_families.centre(slots))
     props = inertia.mass_properties(spec.primitives, rng.uniform(*DENSITY_RANGE))
+    props = props.with_mass(float(np.clip(props.mass, *MASS_RANGE)))
     keypoints = geometry.object_keypoints(
         spec.primitives, NUM_KEYPOINTS, NUM_SURFACE_SAMPLES, seed=int(rng.integers(2**31))
     )
