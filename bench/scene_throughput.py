@@ -38,8 +38,11 @@ def initial_qpos(scene: robot_scene.SceneObjects, object_ids: np.ndarray) -> np.
     return qpos
 
 
-def bench_mjx(scene, object_ids, qpos, steps):
-    """(compile seconds, physics steps per second) of a jitted, vmapped scan of mjx.step."""
+def bench_mjx(scene, object_ids, qpos, steps, repeats):
+    """(compile seconds, physics steps per second) of a jitted, vmapped scan of mjx.step.
+
+    The rate is the median over `repeats` timed runs after the compiling one.
+    """
     model = objects.put_model(scene.mj_model)
     data = mjx.make_data(model)
     ctrl = jnp.asarray(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl)
@@ -58,16 +61,19 @@ def bench_mjx(scene, object_ids, qpos, steps):
     t = time.perf_counter()
     jax.block_until_ready(run(*args))
     compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    out = jax.block_until_ready(run(*args))
-    rate = len(object_ids) * steps / (time.perf_counter() - t)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = jax.block_until_ready(run(*args))
+        times.append(time.perf_counter() - t)
+    rate = len(object_ids) * steps / float(np.median(times))
     if not bool(jnp.all(jnp.isfinite(out))):
         raise RuntimeError("MJX produced non-finite states")
     return compile_s, rate
 
 
-def bench_native(scene, object_ids, qpos, steps, threads):
-    """Physics steps per second of mujoco.rollout over one model per env."""
+def bench_native(scene, object_ids, qpos, steps, threads, repeats):
+    """Physics steps per second of mujoco.rollout over one model per env (median of runs)."""
     models = [scene.native_model(int(k)) for k in object_ids]
     datas = [mujoco.MjData(models[0]) for _ in range(threads)]
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -80,9 +86,12 @@ def bench_native(scene, object_ids, qpos, steps, threads):
     control = np.tile(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl, (len(models), 1, 1))
     kwargs = dict(nstep=steps, persistent_pool=True)
     mj_rollout.rollout(models, datas, states, control, **kwargs)  # warm the thread pool
-    t = time.perf_counter()
-    mj_rollout.rollout(models, datas, states, control, **kwargs)
-    return len(models) * steps / (time.perf_counter() - t)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mj_rollout.rollout(models, datas, states, control, **kwargs)
+        times.append(time.perf_counter() - t)
+    return len(models) * steps / float(np.median(times))
 
 
 def main() -> None:
@@ -95,11 +104,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="physics steps per env (1/120 s)")
     parser.add_argument("--threads", type=int, default=2, help="native rollout threads")
     parser.add_argument("--objects", type=int, default=256, help="distinct training objects")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
     parser.add_argument("--skip-native", action="store_true")
     args = parser.parse_args()
     library = object_library.load_library("train", num_objects=args.objects)
     print(f"MJX on {jax.devices()[0].platform}; {args.objects} objects; "
-          f"{args.steps} physics steps of 1/120 s per env")
+          f"{args.steps} physics steps of 1/120 s per env; median of {args.repeats} timed runs")
     print("| collision | geom pairs | envs | MJX compile s | MJX steps/s | native steps/s "
           f"({args.threads} threads) |")
     print("|---|---|---|---|---|---|")
@@ -109,9 +119,9 @@ def main() -> None:
         for n in args.num_envs:
             object_ids = np.arange(n) % scene.num_objects
             qpos = initial_qpos(scene, object_ids)
-            compile_s, rate = bench_mjx(scene, object_ids, qpos, args.steps)
+            compile_s, rate = bench_mjx(scene, object_ids, qpos, args.steps, args.repeats)
             native = ("-" if args.skip_native else
-                      f"{bench_native(scene, object_ids, qpos, args.steps, args.threads):,.0f}")
+                      f"{bench_native(scene, object_ids, qpos, args.steps, args.threads, args.repeats):,.0f}")
             print(f"| {preset} | {pairs} | {n} | {compile_s:.1f} | {rate:,.0f} | {native} |",
                   flush=True)
 
