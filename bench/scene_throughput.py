@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from mujoco import mjx
 from mujoco import rollout as mj_rollout
 from mujoco.mjx._src import collision_driver
 
 from dex4d_jax import object_library, robot
-from dex4d_jax.envs import objects, robot_scene
+from dex4d_jax.envs import robot_scene
 
 _OBJECT_XY = (0.5, 0.15)  # on the table, clear of the hand at the grasp-ready pose
 
@@ -43,20 +42,8 @@ def bench_mjx(scene, object_ids, qpos, steps, repeats):
 
     The rate is the median over `repeats` timed runs after the compiling one.
     """
-    model = objects.put_model(scene.mj_model)
-    data = mjx.make_data(model)
-    ctrl = jnp.asarray(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl)
-
-    def one_env(object_id, qpos):
-        env_model = scene.model_for(model, object_id)
-        env_data = mjx.forward(env_model, data.replace(qpos=qpos, ctrl=ctrl))
-
-        def body(d, _):
-            return mjx.step(env_model, d), None
-
-        return jax.lax.scan(body, env_data, (), length=steps)[0].qpos
-
-    run = jax.jit(jax.vmap(one_env))
+    rollout = robot_scene.batched_rollout(scene, steps)
+    run = jax.jit(lambda ids, qpos: rollout(ids, qpos).qpos)
     args = (jnp.asarray(object_ids), jnp.asarray(qpos, jnp.float32))
     t = time.perf_counter()
     jax.block_until_ready(run(*args))

@@ -130,6 +130,30 @@ def build_scene_objects(library: object_library.ObjectLibrary,
                         library, collision)
 
 
+def batched_rollout(scene: SceneObjects, num_steps: int):
+    """A vmapped MJX rollout of the grasp-ready robot, one object per environment.
+
+    Args:
+      scene: the scene objects.
+      num_steps: physics steps to run.
+
+    Returns:
+      `rollout(object_ids [N] int, qpos [N, nq]) -> mjx.Data` after `num_steps` steps, with
+      the servos holding the grasp-ready targets; wrap it in `jax.jit`.
+    """
+    model = objects.put_model(scene.mj_model)
+    data = mjx.make_data(model)
+    ctrl = jax.numpy.asarray(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl)
+
+    def one_env(object_id, qpos):
+        env_model = scene.model_for(model, object_id)
+        env_data = mjx.forward(env_model, data.replace(qpos=qpos, ctrl=ctrl))
+        return jax.lax.scan(lambda d, _: (mjx.step(env_model, d), None), env_data, (),
+                            length=num_steps)[0]
+
+    return jax.vmap(one_env)
+
+
 def grasp_ready_data(scene: SceneObjects, object_id: int,
                      xy: tuple[float, float] = (0.45, 0.0)) -> tuple[mujoco.MjModel, mujoco.MjData]:
     """Native model and data of the grasp-ready robot with object `object_id` upright below it.

@@ -142,20 +142,26 @@ def _objects(args, parser) -> int:
     print(_family_table(library))
     if args.show is None:
         return 0
-    import mujoco  # noqa: PLC0415
-
     from dex4d_jax import object_sheet  # noqa: PLC0415
 
+    return _write_render(lambda: object_sheet.render_sheet(library, range(args.show), out), out,
+                         f"{args.show} objects")
+
+
+def _write_render(render_and_save, path: str, what: str) -> int:
+    """Runs `render_and_save()`, which writes `path`; turns GL and file errors into messages."""
+    import mujoco  # noqa: PLC0415
+
     try:
-        object_sheet.render_sheet(library, range(args.show), out)
+        render_and_save()
     except mujoco.FatalError as err:
         print(f"dex4d: error: no OpenGL context for offscreen rendering ({err}); on a headless "
               "machine set MUJOCO_GL=egl or MUJOCO_GL=osmesa", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"dex4d: error: cannot write {out}: {err}", file=sys.stderr)
+        print(f"dex4d: error: cannot write {path}: {err}", file=sys.stderr)
         return 2
-    print(f"Wrote {out} ({args.show} objects)")
+    print(f"Wrote {path} ({what})")
     return 0
 
 
@@ -199,22 +205,14 @@ def _scene(args, parser) -> int:
           f"{1000 * library.mass[index]:.0f} g) at the grasp-ready pose")
     if args.render is None:
         return 0
-    import mujoco  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    try:
+    def render_and_save():
         views = [robot_scene.render(model, data, camera) for camera in ("overview", robot.CAMERA)]
         Image.fromarray(np.concatenate(views, axis=1)).save(args.render, format="PNG")
-    except mujoco.FatalError as err:
-        print(f"dex4d: error: no OpenGL context for offscreen rendering ({err}); on a headless "
-              "machine set MUJOCO_GL=egl or MUJOCO_GL=osmesa", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"dex4d: error: cannot write {args.render}: {err}", file=sys.stderr)
-        return 2
-    print(f"Wrote {args.render}")
-    return 0
+
+    return _write_render(render_and_save, args.render, f"overview and {robot.CAMERA} views")
 
 
 def _train_teacher(args, parser, argv: list[str]) -> int:

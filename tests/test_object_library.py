@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from dex4d_jax import geometry, inertia, object_families, object_library
-from dex4d_jax.experiments import cli
 
-from headless import run_headless, skip_without_gl
+from helpers import run_cli, run_headless, skip_without_gl
 
 _TILTED = np.array([0.9, 0.2, 0.3, 0.1]) / np.linalg.norm([0.9, 0.2, 0.3, 0.1])
 # Listed YCB dimensions (m) from shared/robot_facts/ycb_objects.json, in each stand-in's frame:
@@ -296,12 +295,7 @@ def test_cli_objects_table_and_clear_errors(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("DEX4D_OBJECT_CACHE", str(tmp_path))
 
     def run(*argv):
-        try:
-            code = cli.main(["objects", *argv])
-        except SystemExit as exit_:
-            code = exit_.code
-        out = capsys.readouterr()
-        return code, out.out + out.err
+        return run_cli(capsys, "objects", *argv)
 
     code, text = run("--split", "unseen", "--num-objects", "10")
     assert code == 0 and "t_shape" in text and "total" in text

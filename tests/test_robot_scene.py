@@ -5,14 +5,12 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from mujoco import mjx
 from PIL import Image
 
 from dex4d_jax import geometry, object_library, robot
 from dex4d_jax.envs import objects, robot_scene
-from dex4d_jax.experiments import cli
 
-from headless import run_headless, skip_without_gl
+from helpers import run_cli, run_headless, skip_without_gl
 
 _UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
 _ON_SIDE = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # 90 deg about x
@@ -91,21 +89,15 @@ def test_mjx_batch_holds_different_objects_that_rest_at_their_heights(library, s
     ids = np.array([list(library.family_ids).index(library.family_names.index(f))
                     for f in ("bottle", "mug")])
     quats = (_UPRIGHT, _ON_SIDE)
-    model = objects.put_model(scene.mj_model)
-    data = mjx.make_data(model)
-    ctrl = jnp.asarray(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl)
-
-    def settle(object_id, qpos):
-        env_model = scene.model_for(model, object_id)
-        env_data = mjx.forward(env_model, data.replace(qpos=qpos, ctrl=ctrl))
-        env_data = jax.lax.scan(lambda d, _: (mjx.step(env_model, d), None), env_data, (),
-                                length=_SETTLE_STEPS)[0]
-        return env_data.qpos, env_data.qvel, env_model.geom_size
-
     qpos0 = np.stack([_start_qpos(scene, k, q) for k, q in zip(ids, quats, strict=True)])
-    qpos, qvel, sizes = jax.jit(jax.vmap(settle))(jnp.asarray(ids), jnp.asarray(qpos0))
+    rollout = jax.jit(robot_scene.batched_rollout(scene, _SETTLE_STEPS))
+    final = rollout(jnp.asarray(ids), jnp.asarray(qpos0))
+    qpos, qvel = final.qpos, final.qvel
+    # The two environments hold different objects: their slot geoms differ in size.
     slots = [scene.mj_model.geom(g).id for g in robot_scene.SLOT_GEOMS]
-    assert not np.allclose(sizes[0, slots], sizes[1, slots])
+    models = jax.vmap(scene.model_for, (None, 0))(objects.put_model(scene.mj_model),
+                                                  jnp.asarray(ids))
+    assert not np.allclose(models.geom_size[0, slots], models.geom_size[1, slots])
     for env, k in enumerate(ids):
         expected = robot_scene.rest_height(scene.support[k], np.asarray(qpos[env, -4:]))
         assert abs(float(qpos[env, robot.NUM_JOINTS + 2]) - expected) < 2e-3, library.names[k]
@@ -117,12 +109,7 @@ def test_mjx_batch_holds_different_objects_that_rest_at_their_heights(library, s
 
 def test_cli_scene_describes_the_model_and_rejects_bad_input(capsys):
     def run(*argv):
-        try:
-            code = cli.main(["scene", *argv])
-        except SystemExit as exit_:
-            code = exit_.code
-        out = capsys.readouterr()
-        return code, out.out + out.err
+        return run_cli(capsys, "scene", *argv)
 
     code, out = run("--object", "apple")
     assert code == 0

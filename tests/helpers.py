@@ -1,4 +1,4 @@
-"""Offscreen-rendering helpers for tests: each render runs in a fresh Python process."""
+"""Test helpers: offscreen rendering in a fresh Python process, and running the CLI."""
 
 import os
 import subprocess
@@ -31,3 +31,15 @@ def skip_without_gl() -> None:
     """)
     if probe.returncode != 0:
         pytest.skip(f"no OpenGL backend for offscreen rendering: {probe.stderr.strip()[-300:]}")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """Runs `dex4d ARGV` in-process; returns (exit code, stdout + stderr)."""
+    from dex4d_jax.experiments import cli  # noqa: PLC0415
+
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
