@@ -5,45 +5,37 @@ import os
 
 import pytest
 
-from dex4d_jax.experiments import cli
 from dex4d_jax.experiments.configs import teacher
 from dex4d_jax.teacher import train
 
-
-def _run(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
+from helpers import run_cli
 
 
 def test_bad_choices_list_the_valid_ones(capsys, tmp_path):
-    code, text = _run(capsys, "train", "teacher", "--encoder", "transformer", "--out", str(tmp_path))
+    code, text = run_cli(capsys, "train", "teacher", "--encoder", "transformer", "--out", str(tmp_path))
     assert code == 2 and "paired" in text and "decoupled" in text
-    code, text = _run(capsys, "train", "teacher", "--env", "ap2ap_hand", "--out", str(tmp_path))
+    code, text = run_cli(capsys, "train", "teacher", "--env", "ap2ap_hand", "--out", str(tmp_path))
     assert code == 2 and "ap2ap_wrench" in text
-    code, text = _run(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "bogus=1")
+    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "bogus=1")
     assert code == 2 and "success_threshold" in text
-    code, text = _run(capsys, "train", "teacher")
+    code, text = run_cli(capsys, "train", "teacher")
     assert code == 2 and "--out" in text
 
 
 def test_existing_output_directory_is_refused_and_kept(capsys, tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("precious")
-    code, text = _run(capsys, "train", "teacher", "--out", str(tmp_path))
+    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path))
     assert code == 2 and "already exists" in text
     assert keep.read_text() == "precious" and sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
 
 def test_resume_without_a_run_or_checkpoint_fails_clearly(capsys, tmp_path):
-    code, text = _run(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "none"))
+    code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "none"))
     assert code == 2 and "config.json" in text
     config = teacher.get_config("quick")
     train.prepare_run_dir(str(tmp_path / "run"), config, resume=False)
-    code, text = _run(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "run"))
+    code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "run"))
     assert code == 2 and "no complete checkpoint" in text
 
 
