@@ -26,17 +26,6 @@ from dex4d_jax.envs import robot_scene
 _OBJECT_XY = (0.5, 0.15)  # on the table, clear of the hand at the grasp-ready pose
 
 
-def initial_qpos(scene: robot_scene.SceneObjects, object_ids: np.ndarray) -> np.ndarray:
-    """[N, nq] grasp-ready robot with each env's object resting upright beside the hand."""
-    key = scene.mj_model.key(robot.GRASP_READY_KEY)
-    qpos = np.tile(key.qpos, (len(object_ids), 1))
-    identity = np.array([1.0, 0.0, 0.0, 0.0])
-    for i, k in enumerate(object_ids):
-        z = robot_scene.rest_height(scene.support[k], identity)
-        qpos[i, robot.NUM_JOINTS:] = [*_OBJECT_XY, z, *identity]
-    return qpos
-
-
 def bench_mjx(scene, object_ids, qpos, steps, repeats):
     """(compile seconds, physics steps per second) of a jitted, vmapped scan of mjx.step.
 
@@ -105,7 +94,8 @@ def main() -> None:
         pairs = len(list(collision_driver.geom_pairs(scene.mj_model)))
         for n in args.num_envs:
             object_ids = np.arange(n) % scene.num_objects
-            qpos = initial_qpos(scene, object_ids)
+            qpos = np.stack([robot_scene.grasp_ready_qpos(scene, k, _OBJECT_XY)
+                             for k in object_ids])
             compile_s, rate = bench_mjx(scene, object_ids, qpos, args.steps, args.repeats)
             native = ("-" if args.skip_native else
                       f"{bench_native(scene, object_ids, qpos, args.steps, args.threads, args.repeats):,.0f}")

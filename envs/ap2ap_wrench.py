@@ -120,9 +120,7 @@ class Ap2apWrench(base.MjxEnv):
 
     def _rest_height(self, object_id: jax.Array, quat: jax.Array) -> jax.Array:
         """Height of the object frame above the table when its lowest point touches it."""
-        support = self._support[object_id]
-        z = geometry.quat_rotate(quat, support[:, :3])[:, 2] - support[:, 3]
-        return -jnp.min(z)
+        return objects.frame_height(self._support[object_id], quat)
 
     def _stable_quat(self, key: jax.Array) -> jax.Array:
         """One of the six face-down orientations, turned by a random yaw."""

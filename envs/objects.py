@@ -71,6 +71,29 @@ class Inertial(NamedTuple):
     iquat: np.ndarray  # [4] wxyz, object frame to principal axes
 
 
+def _scene_spec(scene: str | Callable[[], mujoco.MjSpec]) -> mujoco.MjSpec:
+    return scene() if callable(scene) else mujoco.MjSpec.from_string(scene)
+
+
+def _set_object(spec: mujoco.MjSpec, obj: ObjectSpec, slot_geoms: Sequence[str],
+                slot_kinds: Sequence[str], inertial: Inertial | None, body: str) -> None:
+    """Writes an object's slots (and mass properties, when given) into the scene's spec."""
+    anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
+    for name, kind, slot in zip(slot_geoms, slot_kinds, obj.slots, strict=True):
+        size, pos, quat = _slot_geom(slot, kind, anchor)
+        geom = spec.geom(name)
+        geom.size = size
+        geom.pos = pos
+        geom.quat = quat
+    if inertial is not None:
+        target = spec.body(body)
+        target.explicitinertial = True
+        target.mass = float(inertial.mass)
+        target.ipos = inertial.com
+        target.inertia = inertial.inertia
+        target.iquat = inertial.iquat
+
+
 def compile_object_model(
     scene: str | Callable[[], mujoco.MjSpec],
     obj: ObjectSpec,
@@ -94,21 +117,8 @@ def compile_object_model(
       The compiled model: use it for native MuJoCo (its broad phase needs the body bounding
       volumes that only compiling computes).
     """
-    spec = scene() if callable(scene) else mujoco.MjSpec.from_string(scene)
-    anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
-    for name, kind, slot in zip(slot_geoms, slot_kinds, obj.slots, strict=True):
-        size, pos, quat = _slot_geom(slot, kind, anchor)
-        geom = spec.geom(name)
-        geom.size = size
-        geom.pos = pos
-        geom.quat = quat
-    if inertial is not None:
-        target = spec.body(body)
-        target.explicitinertial = True
-        target.mass = float(inertial.mass)
-        target.ipos = inertial.com
-        target.inertia = inertial.inertia
-        target.iquat = inertial.iquat
+    spec = _scene_spec(scene)
+    _set_object(spec, obj, slot_geoms, slot_kinds, inertial, body)
     return spec.compile()
 
 
@@ -128,9 +138,13 @@ def batched_object_fields(
       (mj_model of the first object, {field: [K, ...] jax array}) for the fields in
       _OBJECT_FIELDS; index the stack with an object id and `replace` them into the MJX model.
     """
-    models = [compile_object_model(scene, obj, slot_geoms, slot_kinds,
-                                   None if inertials is None else inertials[k], body)
-              for k, obj in enumerate(objects)]
+    # One parse; each object overwrites every slot (and the inertial) before its compile.
+    spec = _scene_spec(scene)
+    models = []
+    for k, obj in enumerate(objects):
+        _set_object(spec, obj, slot_geoms, slot_kinds,
+                    None if inertials is None else inertials[k], body)
+        models.append(spec.compile())
     fields = {name: jnp.asarray(np.stack([getattr(m, name) for m in models]), jnp.float32)
               for name in _OBJECT_FIELDS}
     return models[0], fields
@@ -181,3 +195,17 @@ def support_points(obj: ObjectSpec, slot_kinds: Sequence[str] = SLOT_KINDS) -> n
             rows.append([*point, radius])
     rows += [rows[0]] * (num_support_points(slot_kinds) - len(rows))
     return np.asarray(rows, np.float32)
+
+
+def frame_height(support: jax.Array, quat: jax.Array) -> jax.Array:
+    """Height of the object frame above the object's lowest point, in orientation `quat`.
+
+    Args:
+      support: [P, 4] rows of `support_points`.
+      quat: [4] wxyz orientation of the object in the world.
+
+    Returns:
+      Scalar: add the table height for the frame's height when the object rests on it.
+    """
+    z = geometry.quat_rotate(jnp.asarray(quat), jnp.asarray(support)[:, :3])[:, 2]
+    return -jnp.min(z - jnp.asarray(support)[:, 3])

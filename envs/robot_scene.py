@@ -20,7 +20,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_library, robot
+from dex4d_jax import object_library, robot
 from dex4d_jax.envs import objects
 
 # Scene geoms of the object's slots, in the order of object_library.ROBOT_SLOTS.
@@ -51,12 +51,13 @@ def scene_spec(collision: str = "default") -> mujoco.MjSpec:
             if geom.contype == _HAND_BIT:
                 geom.conaffinity |= _HAND_BIT
     elif collision == "full_hand":
-        colliders = {(g.parent.name, tuple(np.round(g.pos, 6)), tuple(np.round(g.size, 6)))
-                     for g in hand_geoms if g.contype}
+        # Every visual LEAP box collides; the named colliders, copies of some of them, step
+        # aside, except the fingertip pads, which have no visual twin.
         for geom in hand_geoms:
-            key = (geom.parent.name, tuple(np.round(geom.pos, 6)), tuple(np.round(geom.size, 6)))
-            if not geom.contype and key not in colliders:
+            if not geom.contype:
                 geom.contype, geom.conaffinity = _HAND_BIT, 1 | _TABLE_BIT
+            elif not geom.name.endswith("_pad"):
+                geom.contype = geom.conaffinity = 0
     elif collision == "table_box":
         table = spec.geom("table")
         table.type = mujoco.mjtGeom.mjGEOM_BOX
@@ -154,14 +155,29 @@ def batched_rollout(scene: SceneObjects, num_steps: int):
     return jax.vmap(one_env)
 
 
-def grasp_ready_data(scene: SceneObjects, object_id: int,
-                     xy: tuple[float, float] = (0.45, 0.0)) -> tuple[mujoco.MjModel, mujoco.MjData]:
-    """Native model and data of the grasp-ready robot with object `object_id` upright below it.
+_UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+def grasp_ready_qpos(scene: SceneObjects, object_id: int, xy: tuple[float, float] = (0.45, 0.0),
+                     quat: np.ndarray = _UPRIGHT, lift: float = 0.0) -> np.ndarray:
+    """[nq] qpos: the grasp-ready robot and object `object_id` resting on the table.
 
     Args:
       scene: the scene objects.
       object_id: which object.
       xy: the object's position on the table.
+      quat: the object's wxyz orientation.
+      lift: metres above its resting height (to drop it).
+    """
+    qpos = scene.mj_model.key(robot.GRASP_READY_KEY).qpos.copy()
+    z = rest_height(scene.support[object_id], quat) + lift
+    qpos[robot.NUM_JOINTS:] = [*xy, z, *quat]
+    return qpos
+
+
+def grasp_ready_data(scene: SceneObjects, object_id: int,
+                     xy: tuple[float, float] = (0.45, 0.0)) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """Native model and data of the grasp-ready robot with object `object_id` upright below it.
 
     Returns:
       (model, data) after forward kinematics, ready to render or step.
@@ -169,8 +185,7 @@ def grasp_ready_data(scene: SceneObjects, object_id: int,
     model = scene.native_model(object_id)
     data = mujoco.MjData(model)
     mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
-    upright = np.array([1.0, 0.0, 0.0, 0.0])
-    data.qpos[robot.NUM_JOINTS:] = [*xy, rest_height(scene.support[object_id], upright), *upright]
+    data.qpos[:] = grasp_ready_qpos(scene, object_id, xy)
     mujoco.mj_forward(model, data)
     return model, data
 
@@ -196,5 +211,4 @@ def rest_height(support: np.ndarray, quat: np.ndarray) -> float:
     Returns:
       The z of the object frame when its lowest point touches the table top.
     """
-    z = support[:, :3] @ geometry._quat_to_mat_np(np.asarray(quat, float))[2]
-    return robot.TABLE_HEIGHT - float(np.min(z - support[:, 3]))
+    return robot.TABLE_HEIGHT + float(objects.frame_height(support, quat))

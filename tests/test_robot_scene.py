@@ -15,6 +15,7 @@ from helpers import run_cli, run_headless, skip_without_gl
 _UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
 _ON_SIDE = np.array([np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0])  # 90 deg about x
 _SETTLE_STEPS = 120  # 1 s of physics
+_BESIDE_HAND = (0.5, 0.15)  # clear of the grasp-ready hand
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,6 @@ def library():
 @pytest.fixture(scope="module")
 def scene(library):
     return robot_scene.build_scene_objects(library)
-
-
-def _start_qpos(scene, object_id, quat, drop=0.01):
-    """Grasp-ready robot; the object beside the hand, `drop` metres above its rest height."""
-    qpos = scene.mj_model.key(robot.GRASP_READY_KEY).qpos.copy()
-    z = robot_scene.rest_height(scene.support[object_id], quat) + drop
-    qpos[robot.NUM_JOINTS:] = [0.5, 0.15, z, *quat]
-    return qpos
 
 
 def test_fields_follow_the_library(library, scene):
@@ -60,7 +53,7 @@ def test_every_family_rests_at_its_predicted_height(library, scene):
         for quat in (_UPRIGHT, _ON_SIDE):
             data = mujoco.MjData(model)
             mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
-            data.qpos[:] = _start_qpos(scene, k, quat)
+            data.qpos[:] = robot_scene.grasp_ready_qpos(scene, k, _BESIDE_HAND, quat, lift=0.01)
             for _ in range(_SETTLE_STEPS):
                 mujoco.mj_step(model, data)
             # An object may tip over into another resting pose (a mug on its side rolls onto
@@ -89,7 +82,7 @@ def test_mjx_batch_holds_different_objects_that_rest_at_their_heights(library, s
     ids = np.array([list(library.family_ids).index(library.family_names.index(f))
                     for f in ("bottle", "mug")])
     quats = (_UPRIGHT, _ON_SIDE)
-    qpos0 = np.stack([_start_qpos(scene, k, q) for k, q in zip(ids, quats, strict=True)])
+    qpos0 = np.stack([robot_scene.grasp_ready_qpos(scene, k, _BESIDE_HAND, q, lift=0.01) for k, q in zip(ids, quats, strict=True)])
     rollout = jax.jit(robot_scene.batched_rollout(scene, _SETTLE_STEPS))
     final = rollout(jnp.asarray(ids), jnp.asarray(qpos0))
     qpos, qvel = final.qpos, final.qvel
