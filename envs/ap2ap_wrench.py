@@ -29,7 +29,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 
 from dex4d_jax import geometry, object_families
-from dex4d_jax.envs import base, objects
+from dex4d_jax.envs import base, objects, poses
 
 NUM_POINTS = 128
 TABLE_HEIGHT = 0.6
@@ -94,6 +94,7 @@ class Ap2apWrench(base.MjxEnv):
         )
         self._support = jnp.asarray(np.stack([objects.support_points(o) for o in self._objects]))
         self._table = jnp.array([0.0, 0.0, TABLE_HEIGHT])
+        self._center = jnp.zeros(2)  # the workspace centre, table frame
 
     # ------------------------------------------------------------------------------------------
     # Properties.
@@ -118,63 +119,22 @@ class Ap2apWrench(base.MjxEnv):
     # Pose sampling.
     # ------------------------------------------------------------------------------------------
 
-    def _rest_height(self, object_id: jax.Array, quat: jax.Array) -> jax.Array:
-        """Height of the object frame above the table when its lowest point touches it."""
-        return objects.frame_height(self._support[object_id], quat)
-
-    def _stable_quat(self, key: jax.Array) -> jax.Array:
-        """One of the six face-down orientations, turned by a random yaw."""
-        key_face, key_yaw = jax.random.split(key)
-        s = np.sqrt(0.5)
-        faces = jnp.array([[1, 0, 0, 0], [0, 1, 0, 0], [s, s, 0, 0], [s, -s, 0, 0],
-                           [s, 0, s, 0], [s, 0, -s, 0]], jnp.float32)
-        face = faces[jax.random.randint(key_face, (), 0, 6)]
-        yaw = jax.random.uniform(key_yaw, (), minval=-jnp.pi, maxval=jnp.pi)
-        return geometry.quat_mul(geometry.axis_angle_to_quat(jnp.array([0.0, 0.0, 1.0]), yaw), face)
-
-    def _stable_pose(self, key, object_id, xy_range):
-        """A pose resting on the table (table frame position, orientation)."""
-        key_quat, key_xy = jax.random.split(key)
-        quat = self._stable_quat(key_quat)
-        xy = jax.random.uniform(key_xy, (2,), minval=-xy_range, maxval=xy_range)
-        return jnp.concatenate([xy, self._rest_height(object_id, quat)[None]]), quat
-
     def _reset_pose(self, key, object_id):
-        key_stable, key_pose, key_quat, key_xy = jax.random.split(key, 4)
         cfg = self._config
-        stable_pos, stable_quat = self._stable_pose(key_pose, object_id, cfg.reset_xy_range)
-        quat = geometry.random_quat(key_quat)
-        xy = jax.random.uniform(key_xy, (2,), minval=-cfg.reset_xy_range, maxval=cfg.reset_xy_range)
-        pos = jnp.concatenate([xy, self._rest_height(object_id, quat)[None]])
-        use_stable = jax.random.uniform(key_stable) < cfg.reset_stable_ratio
-        pos = jnp.where(use_stable, stable_pos, pos)
-        quat = jnp.where(use_stable, stable_quat, quat)
-        # A millimetre of clearance so the first contact is gentle.
-        return pos + jnp.array([0.0, 0.0, 0.001]), quat
+        return poses.reset_pose(key, self._support[object_id], self._center, cfg.reset_xy_range,
+                                cfg.reset_stable_ratio)
 
     def _first_goal(self, key, quat):
-        key_xy, key_z, key_rot = jax.random.split(key, 3)
         cfg = self._config
-        xy = jax.random.uniform(key_xy, (2,), minval=-cfg.first_goal_xy_range,
-                                maxval=cfg.first_goal_xy_range)
-        z = jax.random.uniform(key_z, (1,), minval=cfg.first_goal_height[0],
-                               maxval=cfg.first_goal_height[1])
-        rot = geometry.random_axis_angle_quat(key_rot, cfg.first_goal_max_angle)
-        return jnp.concatenate([xy, z]), geometry.quat_normalize(geometry.quat_mul(rot, quat))
+        return poses.first_goal(key, quat, self._center, cfg.first_goal_xy_range,
+                                cfg.first_goal_height, cfg.first_goal_max_angle)
 
     def _next_goal(self, key, object_id, goal_pos, goal_quat):
-        """A goal near the held one (SPEC section 4), or a resting pose on the table."""
-        key_stable, key_pose, key_dpos, key_rot = jax.random.split(key, 4)
         cfg = self._config
-        delta = jax.random.uniform(key_dpos, (3,), minval=-cfg.next_goal_pos_range,
-                                   maxval=cfg.next_goal_pos_range)
-        rot = geometry.random_axis_angle_quat(key_rot, cfg.next_goal_max_angle)
-        quat = geometry.quat_normalize(geometry.quat_mul(rot, goal_quat))
-        low = jnp.asarray(WORKSPACE_LOW).at[2].set(self._rest_height(object_id, quat) + 0.01)
-        pos = jnp.clip(goal_pos + delta, low, jnp.asarray(WORKSPACE_HIGH))
-        stable_pos, stable_quat = self._stable_pose(key_pose, object_id, cfg.reset_xy_range)
-        use_stable = jax.random.uniform(key_stable) < cfg.goal_reset_stable_ratio
-        return jnp.where(use_stable, stable_pos, pos), jnp.where(use_stable, stable_quat, quat)
+        return poses.next_goal(key, self._support[object_id], goal_pos, goal_quat,
+                               jnp.asarray(WORKSPACE_LOW), jnp.asarray(WORKSPACE_HIGH),
+                               cfg.next_goal_pos_range, cfg.next_goal_max_angle, self._center,
+                               cfg.reset_xy_range, cfg.goal_reset_stable_ratio)
 
     # ------------------------------------------------------------------------------------------
     # Brax API.
