@@ -19,10 +19,11 @@ from typing import Any
 
 from ml_collections import config_dict
 
-from dex4d_jax.envs import ap2ap_wrench
+from dex4d_jax.envs import ap2ap, ap2ap_wrench
 from dex4d_jax.envs.base import MjxEnv
 
 _ENVS: dict[str, tuple[Callable[..., MjxEnv], Callable[[], config_dict.ConfigDict]]] = {
+    "ap2ap": (ap2ap.Ap2ap, ap2ap.default_config),
     "ap2ap_wrench": (ap2ap_wrench.Ap2apWrench, ap2ap_wrench.default_config),
 }
 ALL_ENVS = tuple(_ENVS)
