@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its latest checkpoint")
     t.add_argument("--seed", type=int, default=None, help="PPO seed (default: the preset's)")
     t.add_argument("--steps", type=int, default=None, help="environment steps (default: preset)")
+    t.add_argument("--learning-rate", type=float, default=None,
+                   help="PPO learning rate (the adaptive-KL schedule's start; default: preset)")
+    t.add_argument("--init-from", metavar="DIR", default=None,
+                   help="start a new run from the parameters of a run or checkpoint folder "
+                        "(fresh optimizer, step 0)")
     t.add_argument("--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE",
                    help="environment config override, e.g. --set first_goal_max_angle=0.5")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -221,7 +226,10 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
     from dex4d_jax.teacher import train  # noqa: PLC0415
 
     config = None
-    given = {"--encoder", "--pooling", "--preset", "--seed", "--steps", "--set", "--env"}
+    given = {"--encoder", "--pooling", "--preset", "--seed", "--steps", "--set", "--env",
+             "--learning-rate"}
+    if args.resume and args.init_from:
+        parser.error("--init-from starts a new run; it cannot be combined with --resume")
     if args.resume:
         used = [a for a in argv if a.split("=")[0] in given]
         if used:
@@ -244,10 +252,12 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
             if args.steps <= 0:
                 parser.error("--steps must be positive")
             config.ppo.num_timesteps = args.steps
+        if args.learning_rate is not None:
+            config.ppo.learning_rate = args.learning_rate
     _enable_compilation_cache()
     try:
         result = train.train_teacher(config, args.out, resume=args.resume,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, init_from=args.init_from)
     except (train.RunDirError, FileNotFoundError, RuntimeError) as err:
         print(f"dex4d: error: {err}", file=sys.stderr)
         return 2

@@ -44,14 +44,27 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     run = tmp_path / "run"
     train.prepare_run_dir(str(run), config, resume=False)
     bad = run / "checkpoints" / "000000001000"
-    bad.mkdir(parents=True)
-    (bad / "config.json").write_text("{}")
-    (bad / "_METADATA").write_text("not json")
+    (bad / "state").mkdir(parents=True)
+    (bad / "_CHECKPOINT_METADATA").write_text("not json")
+    (bad / "state" / "_METADATA").write_text("not json")
     with pytest.raises(RuntimeError, match="corrupt"):
         train.prepare_run_dir(str(run), None, resume=True)
-    # A save interrupted before Brax wrote its config.json is skipped, not used.
+    # Saves that never completed (orbax's tmp folder, or no commit metadata) are skipped.
     (run / "checkpoints" / "000000002000").mkdir()
+    tmp = run / "checkpoints" / "000000003000.orbax-checkpoint-tmp-17"
+    tmp.mkdir()
+    (tmp / "_CHECKPOINT_METADATA").write_text("{}")
     assert [s for s, _ in train.list_checkpoints(str(run))] == [1000]
+
+
+def test_init_from_needs_a_checkpoint_and_a_new_run(capsys, tmp_path):
+    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path / "new"),
+                         "--init-from", str(tmp_path / "missing"))
+    assert code == 2 and "dex4d: error:" in text and "missing" in text
+    assert not (tmp_path / "new").exists()  # nothing created for a run that cannot start
+    code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path),
+                         "--init-from", str(tmp_path))
+    assert code == 2 and "--init-from starts a new run" in text
 
 
 def test_resume_refuses_a_different_config(tmp_path):

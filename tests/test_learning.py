@@ -1,13 +1,15 @@
-"""PPO with Paired Point Encoding learns `ap2ap_wrench`; an interrupted run resumes (slow)."""
+"""PPO with Paired Point Encoding learns `ap2ap_wrench`; a resumed run is exact (slow)."""
 
 import json
 import os
 import shutil
 
+import jax
+import numpy as np
 import pytest
 
 from dex4d_jax.experiments.configs import teacher
-from dex4d_jax.teacher import train
+from dex4d_jax.teacher import ppo_loop, train
 
 
 @pytest.mark.slow
@@ -30,13 +32,18 @@ def test_teacher_learns_and_resumes(tmp_path):
     assert steps[-1] >= 240_000 and len(steps) >= 2
 
     # Interrupt: drop the last checkpoint, then resume from the one before it.
+    last, _ = ppo_loop.read_checkpoint(train.list_checkpoints(str(out))[-1][1])
     shutil.rmtree(os.path.join(out, "checkpoints", f"{steps[-1]:012d}"))
     resumed = train.train_teacher(None, str(out), resume=True, progress=False)
     after = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(after) > len(lines)  # appended, not overwritten
     assert after[len(lines)]["step"] >= steps[-2]  # counted on from the restored step
-    # Brax trains whole PPO iterations per evaluation epoch, so the end may pass the budget.
-    final = [s for s, _ in train.list_checkpoints(str(out))][-1]
-    assert final >= 240_000 and json.loads((out / "eval.json").read_text())["step"] == final
+    # Whole PPO iterations per evaluation epoch, as in Brax, so the end may pass the budget.
+    final_step, final_path = train.list_checkpoints(str(out))[-1]
+    assert final_step == steps[-1]
+    assert json.loads((out / "eval.json").read_text())["step"] == final_step
+    # Full resume: optimizer, key, normaliser and params restored, so the redone epoch is exact.
+    again, _ = ppo_loop.read_checkpoint(final_path)
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, last, again)))
     # The restored policy is the trained one: no relearning from scratch.
     assert resumed.success_rate >= 0.3, resumed

@@ -1,11 +1,14 @@
-"""Teacher training with Brax PPO: logging, orbax checkpoints, resume and final evaluation.
+"""Teacher training with our PPO loop (ppo_loop.py): logging, checkpoints, resume, evaluation.
 
 A run directory holds:
   config.json          the resolved configuration (written before training starts)
-  metrics.jsonl        one JSON object per evaluation (step, wall time, every Brax metric)
+  metrics.jsonl        one JSON object per evaluation (step, wall time, every training metric);
+                       a resumed run appends to it
   tb/                  TensorBoard scalars
-  checkpoints/<step>/  orbax checkpoints of (normalizer, policy, value) params, with Brax's
-                       network config.json beside them (its presence marks a complete save)
+  checkpoints/<step>/  one orbax checkpoint per epoch (and one at step 0) holding the whole
+                       training state: parameters, normaliser, optimizer state, PRNG key, step
+                       (layout in ppo_loop.py). Saves go through a `*.orbax-checkpoint-tmp-*`
+                       folder renamed when complete, so an interrupted save is never listed.
   eval.json            the final deterministic evaluation on freshly sampled episodes
 """
 
@@ -13,20 +16,20 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 
 import jax
 import numpy as np
-from brax.training import checkpoint as brax_checkpoint
 from brax.training.agents.ppo import networks as ppo_networks
-from brax.training.agents.ppo import train as ppo
 from ml_collections import config_dict
 
-from dex4d_jax import envs, wrappers
+from dex4d_jax import envs
 from dex4d_jax.networks import ppo as point_networks
 from dex4d_jax.teacher import evaluate as evaluation
+from dex4d_jax.teacher import ppo_loop
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -48,8 +51,8 @@ def make_env(config: config_dict.ConfigDict):
 def list_checkpoints(out_dir: str) -> list[tuple[int, str]]:
     """Complete checkpoints of a run as (step, path), oldest first.
 
-    A save interrupted midway has no `config.json` (Brax writes it after the orbax save) and is
-    skipped.
+    Orbax writes each checkpoint into a `*.orbax-checkpoint-tmp-*` folder and renames it when
+    complete, so a save interrupted midway is never listed.
     """
     root = os.path.join(out_dir, CHECKPOINT_DIR)
     if not os.path.isdir(root):
@@ -57,32 +60,28 @@ def list_checkpoints(out_dir: str) -> list[tuple[int, str]]:
     found = []
     for name in os.listdir(root):
         path = os.path.join(root, name)
-        if name.isdigit() and os.path.isfile(os.path.join(path, "config.json")):
+        if ppo_loop.is_complete(path):
             found.append((int(name), path))
     return sorted(found)
 
 
 def load_params(path: str):
     """Loads (normalizer, policy, value) params from a checkpoint folder, failing clearly."""
+    return ppo_loop.load_inference_params(path)
+
+
+def resolve_checkpoint(path: str) -> tuple[int, str]:
+    """(step, checkpoint folder) of `path`: a checkpoint, or a run (its latest checkpoint)."""
+    path = os.path.abspath(path)
+    if ppo_loop.is_complete(path):
+        return int(os.path.basename(os.path.normpath(path))), path
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
-    try:
-        return brax_checkpoint.load(path)
-    except Exception as err:  # orbax raises many types for truncated or foreign files
-        raise RuntimeError(
-            f"Checkpoint {path} could not be read ({type(err).__name__}: {err}). It is corrupt "
-            "or not a dex4d-jax checkpoint; move it aside to use an earlier one."
-        ) from err
-
-
-def _save_checkpoint(out_dir, step, params, config, obs_size, action_size):
-    net_config = config_dict.create(
-        network_factory_kwargs=config.network.to_dict(),
-        normalize_observations=False,
-        observation_size=obs_size,
-        action_size=action_size,
-    )
-    brax_checkpoint.save(os.path.join(out_dir, CHECKPOINT_DIR), step, params, net_config)
+        raise FileNotFoundError(f"{path} does not exist (expected a run or checkpoint folder).")
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise RunDirError(f"{path} is neither a checkpoint nor a run with a complete checkpoint "
+                          f"in {CHECKPOINT_DIR}/.")
+    return checkpoints[-1]
 
 
 def _jsonable(value):
@@ -101,22 +100,26 @@ def _tuples(value):
 
 
 def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume: bool):
-    """Checks the run directory and returns (config, start step, restore params or None).
+    """Checks the run directory and returns (config, start step, checkpoint path or None).
 
     A fresh run needs `out_dir` absent or empty; `resume` needs a run with a checkpoint, and
-    continues from its saved config (a differing `config` is an error, not silently used).
+    continues from its saved config (a differing `config` is an error, not silently used). On
+    resume, folders of interrupted saves are deleted and the latest complete checkpoint is
+    read once, so a corrupt one fails here with its path.
     """
     config_path = os.path.join(out_dir, "config.json")
+    writer = jax.process_index() == 0
     if not resume:
-        if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if writer and os.path.isdir(out_dir) and os.listdir(out_dir):
             raise RunDirError(
                 f"Output directory {out_dir} already exists and is not empty. Choose a new "
                 "--out, or pass --resume to continue the run in it.")
         if config is None:
             raise ValueError("A fresh run needs a config.")
-        os.makedirs(out_dir, exist_ok=True)
-        with open(config_path, "w") as f:
-            f.write(config.to_json(indent=2))
+        if writer:
+            os.makedirs(out_dir, exist_ok=True)
+            with open(config_path, "w") as f:
+                f.write(config.to_json(indent=2))
         return config, 0, None
     if not os.path.isfile(config_path):
         raise RunDirError(f"Cannot resume: {config_path} not found (is {out_dir} a training run?).")
@@ -126,62 +129,108 @@ def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume:
         raise RunDirError(
             f"--resume continues with the config saved in {config_path}; the arguments given "
             "describe a different run. Drop them, or start a new --out.")
+    if writer:
+        ppo_loop.remove_stale_tmp(os.path.join(out_dir, CHECKPOINT_DIR))
     checkpoints = list_checkpoints(out_dir)
     if not checkpoints:
         raise RunDirError(f"Cannot resume: no complete checkpoint in {out_dir}/{CHECKPOINT_DIR}.")
     step, path = checkpoints[-1]
-    return saved, step, load_params(path)
+    load_params(path)  # fail now, clearly, on a corrupt checkpoint
+    return saved, step, path
+
+
+def _diverged_message(out_dir: str, step: int, metrics: dict) -> str:
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    what = f"non-finite {', '.join(bad)}" if bad else "non-finite parameters or optimizer state"
+    saved = list_checkpoints(out_dir)
+    head = (f"Training diverged in the epoch ending at step {step:,} ({what}); nothing of that "
+            "epoch was saved.")
+    if not saved:
+        return head + " No checkpoint was written; start again with a lower --learning-rate."
+    good_step, good_path = saved[-1]
+    return (f"{head} Last good checkpoint: step {good_step:,} at {good_path}. Resuming it would "
+            "repeat the same computation, so start a new run from it with a fresh optimizer and "
+            f"a lower learning rate: dex4d train teacher --init-from {good_path} "
+            "--learning-rate LR --out NEW_DIR (with the same --env/--encoder/--preset/--set).")
 
 
 def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: bool = False,
-                  progress: bool = True,
-                  log: Callable[[str], None] = print) -> evaluation.EvalResult:
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  init_from: str | None = None) -> evaluation.EvalResult:
     """Trains (or resumes) a teacher, checkpointing into `out_dir`, and evaluates it.
 
     Args:
       config: the run configuration (see experiments/configs/teacher.py); None on resume.
       out_dir: run directory.
-      resume: continue the run in `out_dir` from its latest complete checkpoint.
+      resume: continue the run in `out_dir` from its latest complete checkpoint, with its
+        optimizer state, step count, PRNG key, normaliser and parameters.
       progress: show a progress bar.
       log: where to print messages.
+      init_from: a run or checkpoint folder whose parameters and normaliser start this (new)
+        run, with a fresh optimizer at step 0; recorded in config.json as `init_from`.
 
     Returns:
       The final evaluation, also written to `out_dir/eval.json`.
+
+    Raises:
+      ppo_loop.TrainingDiverged: a loss, parameter or optimizer value became NaN or infinite;
+        the message names the last good checkpoint and how to go on from it.
     """
     from tensorboardX import SummaryWriter  # noqa: PLC0415 (heavy import, only for training)
     from tqdm import tqdm  # noqa: PLC0415
 
     out_dir = os.path.abspath(out_dir)  # orbax needs absolute paths
-    config, start_step, restore = prepare_run_dir(out_dir, config, resume)
+    source = None
+    if init_from is not None:
+        if resume or config is None:
+            raise RunDirError("--init-from starts a new run; it cannot be combined with --resume.")
+        source_step, source = resolve_checkpoint(init_from)
+        warm = load_params(source)
+        config = config_dict.ConfigDict(config.to_dict())
+        config.init_from = {"path": source, "step": source_step}
+    config, start_step, restore_path = prepare_run_dir(out_dir, config, resume)
     ppo_cfg = config.ppo
     env = make_env(config)
-    total = ppo_cfg.num_timesteps
-    remaining = total - start_step
-    if resume:
-        log(f"Resuming {out_dir} at step {start_step:,} of {total:,}.")
-    if remaining <= 0:
-        log("The run is already complete; evaluating its last checkpoint.")
+    writer_process = jax.process_index() == 0
 
     factory = network_factory(config)
     networks = factory(env.observation_size, env.action_size)
+    loop = ppo_loop.PPOLoop(env, networks, ppo_cfg)
+    schedule = loop.schedule
+    total = schedule.total_steps
+    state = loop.init_state(ppo_cfg.seed)
+    root = os.path.join(out_dir, CHECKPOINT_DIR)
+    if resume:
+        state = ppo_loop.restore_checkpoint(restore_path, state)
+        if state.env_steps % schedule.steps_per_epoch:
+            raise RunDirError(f"Checkpoint {restore_path} is not at an epoch boundary of this "
+                              "run's schedule.")
+        log(f"Resuming {out_dir} at step {start_step:,} of {total:,}.")
+        if state.env_steps >= total:
+            log("The run is already complete; evaluating its last checkpoint.")
+    else:
+        if source is not None:
+            state = loop.warm_start(state, *warm, source=source)
+            log(f"Starting from the parameters of {source} (step {source_step:,}).")
+        if writer_process:  # step 0: resumable at once, and a good checkpoint to fall back to
+            ppo_loop.save_checkpoint(root, state, 0)
+
     inference = ppo_networks.make_inference_fn(networks)
 
     def policy_fn(p, obs):
         return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
 
-    # One compiled rollout serves the evaluations during training and the final one (Brax's own
-    # evaluator would compile a second copy of the environment and policy).
     rollout = evaluation.make_rollout(env, policy_fn, ppo_cfg.episode_length)
 
     def run_eval(params, num_episodes, seed):
         return evaluation.evaluate(rollout, params, num_episodes, seed,
                                    batch_size=ppo_cfg.num_eval_envs)
 
-    writer = SummaryWriter(os.path.join(out_dir, "tb"))
-    bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True, disable=not progress,
-               dynamic_ncols=True)
+    writer = SummaryWriter(os.path.join(out_dir, "tb")) if writer_process else None
+    bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True,
+               disable=not (progress and writer_process), dynamic_ncols=True)
     t0 = time.time()
-    pending = {}
+    walltime = 0.0
 
     def write_record(step, metrics):
         record = {"step": step, "time": time.time() - t0,
@@ -192,43 +241,31 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
             if key != "step" and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, step)
         writer.flush()
-        bar.total = max(bar.total, step)
         bar.update(max(step - bar.n, 0))
         bar.set_postfix(reward=f"{record['eval/episode_reward']:.1f}",
                         success=f"{record['eval/success_rate']:.2f}")
 
-    def params_fn(step, make_policy, params):
-        del make_policy
-        step = start_step + int(step)
-        if step > start_step:
-            _save_checkpoint(out_dir, step, params, config, env.observation_size,
-                             env.action_size)
-        result = run_eval(params, ppo_cfg.num_eval_envs, config.eval.seed + 1)
-        pending.update({f"eval/{k}": v for k, v in result.as_dict().items()})
-        if step == start_step:  # Brax reports no training metrics before the first epoch.
-            write_record(step, pending)
+    def evaluate_and_log(step, metrics):
+        if not writer_process:
+            return
+        result = run_eval(loop.inference_params(state), ppo_cfg.num_eval_envs,
+                          config.eval.seed + 1)
+        write_record(step, {**metrics, **{f"eval/{k}": v for k, v in result.as_dict().items()}})
 
-    def progress_fn(step, metrics):
-        write_record(start_step + int(step), {**metrics, **pending})
-
-    ppo_kwargs = {k: v for k, v in ppo_cfg.to_dict().items() if k != "num_timesteps"}
-    # Brax runs at least one PPO iteration between evaluations, so a short run with many
-    # evaluations would train far past its budget: keep at most one evaluation per iteration.
-    per_iteration = ppo_cfg.batch_size * ppo_cfg.num_minibatches * ppo_cfg.unroll_length
-    ppo_kwargs["num_evals"] = max(2, min(ppo_cfg.num_evals, remaining // per_iteration + 1))
     try:
-        _, params, _ = ppo.train(
-            environment=env,
-            num_timesteps=max(remaining, 0),
-            wrap_env_fn=wrappers.wrap_for_training,
-            network_factory=factory,
-            normalize_observations=False,
-            run_evals=False,
-            progress_fn=progress_fn,
-            policy_params_fn=params_fn,
-            restore_params=restore,
-            **ppo_kwargs,
-        )
+        evaluate_and_log(state.env_steps, {})
+        while state.env_steps < total:
+            epoch = state.env_steps // schedule.steps_per_epoch
+            next_state, metrics, finite = loop.run_epoch(state)
+            if not finite:
+                raise ppo_loop.TrainingDiverged(
+                    _diverged_message(out_dir, next_state.env_steps, metrics))
+            state = next_state
+            walltime += schedule.steps_per_epoch / metrics["training/sps"]
+            metrics["training/walltime"] = walltime
+            if writer_process:
+                ppo_loop.save_checkpoint(root, state, epoch + 1)
+            evaluate_and_log(state.env_steps, metrics)
     except KeyboardInterrupt:
         bar.close()
         saved = list_checkpoints(out_dir)
@@ -236,15 +273,13 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
         log(f"\nInterrupted. Last checkpoint: {where}. Continue with --resume --out {out_dir}")
         raise
     finally:
-        writer.close()
-    bar.close()
-    # Brax calls params_fn after its last epoch, so the final params are already saved; its
-    # epochs round the step count up, so the run may end a little past `total`.
-    saved = list_checkpoints(out_dir)
-    final_step = saved[-1][0] if saved else start_step
+        bar.close()
+        if writer is not None:
+            writer.close()
 
-    result = run_eval(params, config.eval.num_episodes, config.eval.seed)
-    with open(os.path.join(out_dir, "eval.json"), "w") as f:
-        json.dump({"step": final_step, "train_seconds": time.time() - t0, **result.as_dict()}, f,
-                  indent=2)
+    result = run_eval(loop.inference_params(state), config.eval.num_episodes, config.eval.seed)
+    if writer_process:
+        with open(os.path.join(out_dir, "eval.json"), "w") as f:
+            json.dump({"step": state.env_steps, "train_seconds": time.time() - t0,
+                       **result.as_dict()}, f, indent=2)
     return result
