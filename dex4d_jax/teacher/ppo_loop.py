@@ -5,7 +5,7 @@ built on it can only be warm-started from parameters. This module runs the same 
 Brax's loss (`losses.compute_ppo_loss`), gradient (`gradients.loss_and_pgrad`, pmean'ed over
 devices), adaptive-KL learning rate (`optimizer.adaptive_kl_learning_rate` on
 `optax.inject_hyperparams(optax.adam)` after `optax.clip_by_global_norm`), rollouts
-(`acting.generate_unroll`), inference function (`networks.make_inference_fn`) and observation
+(`acting.generate_unroll`), inference function (`networks.make_inference_fn`, for evaluation) and observation
 statistics (`running_statistics`), but the state between epochs is ours: a `LoopState` of
 (training state, PRNG key, environment-step count) on the host, saved whole in one orbax
 checkpoint and restored exactly.
@@ -207,7 +207,6 @@ class PPOLoop:
         first = jax.process_index() * local * self.envs_per_device
         self._env_ids = (first + np.arange(local * self.envs_per_device, dtype=np.int32)
                          ).reshape(local, self.envs_per_device)
-        self._make_policy = ppo_networks.make_inference_fn(network)
         self._loss_and_grad = gradients.loss_and_pgrad(
             functools.partial(
                 ppo_losses.compute_ppo_loss,
@@ -264,14 +263,21 @@ class PPOLoop:
     # -- one epoch --------------------------------------------------------------------------
 
     def _acting_policy(self, params, env_ids):
-        """The stochastic policy with one noise key per environment, folded from its index."""
-        policy = self._make_policy(params)
+        """The stochastic policy with one noise key per environment, folded from its index.
+
+        The network runs on the whole batch; only the Gaussian noise is drawn per environment.
+        The extras are those of Brax's `make_inference_fn` policy.
+        """
+        normalizer, policy_params, _ = params
+        dist = self.network.parametric_action_distribution
 
         def act(obs, key):
             keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, env_ids)
-            single = lambda o, k: policy(jax.tree.map(lambda x: x[None], o), k)  # noqa: E731
-            out = jax.vmap(single)(obs, keys)
-            return jax.tree.map(lambda x: x[:, 0], out)
+            logits = self.network.policy_network.apply(normalizer, policy_params, obs)
+            raw = jax.vmap(dist.sample_no_postprocessing)(logits, keys)
+            extras = {"log_prob": dist.log_prob(logits, raw), "raw_action": raw,
+                      "distribution_params": logits}
+            return dist.postprocess(raw), extras
 
         return act
 
