@@ -2,6 +2,7 @@
 
   dex4d train teacher --env ap2ap_wrench --encoder paired --preset quick --out runs/teacher
   dex4d train teacher --resume --out runs/teacher
+  dex4d train teacher --env ap2ap --stage 1 --preset paper --out runs/stage1
   dex4d envs
   dex4d objects --split train --show 40 --out objects_train.png
   dex4d scene --object mug --render scene.png
@@ -57,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder", choices=ENCODERS, default="paired")
     t.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="point pooling (default: the preset's, mean_max)")
-    t.add_argument("--preset", choices=teacher.PRESETS, default="quick")
+    t.add_argument("--preset", choices=teacher.PRESETS, default="quick",
+                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
+                        "(4096 envs, GPU); smoke: the whole pipeline on a CPU in minutes")
+    t.add_argument("--stage", type=int, choices=teacher.STAGES, default=None,
+                   help="curriculum stage of Table IV on --env ap2ap (default 1); stage 3 "
+                        "starts from the stage-2 run: --init-from RUN")
     t.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest checkpoint")
@@ -227,7 +233,7 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
 
     config = None
     given = {"--encoder", "--pooling", "--preset", "--seed", "--steps", "--set", "--env",
-             "--learning-rate"}
+             "--learning-rate", "--stage"}
     if args.resume and args.init_from:
         parser.error("--init-from starts a new run; it cannot be combined with --resume")
     if args.resume:
@@ -235,9 +241,13 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
         if used:
             print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
     else:
-        config = teacher.get_config(args.preset)
-        config.env.name = args.env
-        overrides = _overrides(args.env_set, parser)
+        if args.stage is not None and args.env != "ap2ap":
+            parser.error("--stage selects a curriculum stage of --env ap2ap")
+        config = teacher.get_config(args.preset, args.env, args.stage)
+        if args.stage == 3 and not args.init_from:
+            print("Note: the paper starts stage 3 from the stage-2 checkpoint "
+                  "(--init-from RUN); this run starts from scratch.")
+        overrides = {**config.env.overrides.to_dict(), **_overrides(args.env_set, parser)}
         try:  # Validate the overrides now rather than after a long compile.
             envs.apply_overrides(envs.get_default_config(args.env), overrides)
         except KeyError as err:

@@ -43,9 +43,16 @@ def network_factory(config: config_dict.ConfigDict):
     return functools.partial(point_networks.make_ppo_networks, **config.network.to_dict())
 
 
-def make_env(config: config_dict.ConfigDict):
-    """The environment of a config's `env` section."""
-    return envs.load(config.env.name, **config.env.overrides.to_dict())
+def make_env(config: config_dict.ConfigDict, evaluation: bool = False):
+    """The environment of a config's `env` section.
+
+    With `evaluation`, domain randomization (where the environment has it) is off unless the
+    config's `eval.randomization` asks for it: training randomizes, evaluation does not.
+    """
+    overrides = config.env.overrides.to_dict()
+    if evaluation and "domain_randomization" in envs.get_default_config(config.env.name):
+        overrides["domain_randomization"] = bool(config.eval.get("randomization", False))
+    return envs.load(config.env.name, **overrides)
 
 
 def list_checkpoints(out_dir: str) -> list[tuple[int, str]]:
@@ -220,7 +227,8 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
     def policy_fn(p, obs):
         return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
 
-    rollout = evaluation.make_rollout(env, policy_fn, ppo_cfg.episode_length)
+    rollout = evaluation.make_rollout(make_env(config, evaluation=True), policy_fn,
+                                      ppo_cfg.episode_length)
 
     def run_eval(params, num_episodes, seed):
         return evaluation.evaluate(rollout, params, num_episodes, seed,

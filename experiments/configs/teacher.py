@@ -1,16 +1,25 @@
-"""Teacher training presets.
+"""Teacher training presets and the curriculum's stages.
 
 `paper` holds the authors' PPO settings (SPEC section 5) for GPU servers; `quick` is sized for
 a 2-core laptop CPU on `ap2ap_wrench` (about 10 minutes): smaller actor and critic MLPs, a
 half-width shared point MLP ([64, 64], mean-max pooling), an asymmetric critic on the
-privileged state, and fewer environments.
+privileged state, and fewer environments. `smoke` runs the whole pipeline (environment, PPO
+iterations, checkpoints, evaluation) on a CPU in minutes and learns nothing worth keeping.
+
+On `ap2ap` (the robot), `stage` selects a column of Table IV: the environment's settings
+(envs/ap2ap.py STAGES), the learning rate and, under `paper`, the stage's PPO iterations.
+Stage 3 starts from the stage-2 checkpoint (`dex4d train teacher --stage 3 --init-from RUN`).
 """
 
 from __future__ import annotations
 
 from ml_collections import config_dict
 
-PRESETS = ("quick", "paper")
+PRESETS = ("quick", "paper", "smoke")
+STAGES = (1, 2, 3)
+# Table IV: learning rate and PPO iterations of each stage.
+STAGE_LEARNING_RATE = {1: 3e-4, 2: 3e-4, 3: 3e-5}
+STAGE_ITERATIONS = {1: 15_000, 2: 10_000, 3: 25_000}
 
 
 def _base() -> config_dict.ConfigDict:
@@ -32,7 +41,9 @@ def _base() -> config_dict.ConfigDict:
             num_timesteps=2_000_000_000,
             num_envs=4096,
             unroll_length=8,
-            batch_size=8192,
+            # One PPO iteration = 4096 envs x 8 steps in 4 minibatches, as the authors' code:
+            # Brax's batch_size counts trajectories of unroll_length steps (4 x 1024 = 4096).
+            batch_size=1024,
             num_minibatches=4,
             num_updates_per_batch=5,
             learning_rate=3e-4,
@@ -52,16 +63,30 @@ def _base() -> config_dict.ConfigDict:
             deterministic_eval=True,
             seed=0,
         ),
-        eval=config_dict.create(num_episodes=512, seed=12345),
+        # Evaluation runs without domain randomization unless `randomization` is True.
+        eval=config_dict.create(num_episodes=512, seed=12345, randomization=False),
     )
 
 
-def get_config(preset: str) -> config_dict.ConfigDict:
-    """The configuration of a preset (one of PRESETS)."""
+def get_config(preset: str, env: str = "ap2ap_wrench", stage: int | None = None
+               ) -> config_dict.ConfigDict:
+    """The configuration of a preset (one of PRESETS) for an environment.
+
+    Args:
+      preset: "quick", "paper" or "smoke".
+      env: the registered environment to train on.
+      stage: the curriculum stage (1, 2 or 3) on "ap2ap"; None there means 1. Other
+        environments have no stages.
+    """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if env != "ap2ap" and stage is not None:
+        raise ValueError(f"Curriculum stages belong to the ap2ap environment, not {env!r}.")
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"Unknown stage {stage!r}; valid: 1, 2, 3")
     config = _base()
-    if preset == "quick":
+    config.env.name = env
+    if preset in ("quick", "smoke"):
         config.network.policy_hidden = (256, 256, 128)
         config.network.value_hidden = (256, 256, 128)
         config.network.init_std = 0.5
@@ -69,6 +94,7 @@ def get_config(preset: str) -> config_dict.ConfigDict:
         # low-dimensional state (no point encoder) cut the PPO compute per env step about 8x.
         config.network.point_hidden = (64, 64)
         config.network.value_obs_key = "privileged_state"
+    if preset == "quick":
         config.ppo.update(
             num_timesteps=1_000_000,
             num_envs=256,
@@ -81,4 +107,39 @@ def get_config(preset: str) -> config_dict.ConfigDict:
             num_eval_envs=128,
         )
         config.eval.num_episodes = 256
+    if preset == "smoke":
+        config.ppo.update(
+            num_timesteps=2048,  # 4 PPO iterations of 512 env steps
+            num_envs=16,
+            unroll_length=8,
+            batch_size=16,
+            num_minibatches=4,
+            num_updates_per_batch=2,
+            episode_length=50,
+            num_evals=3,
+            num_eval_envs=16,
+        )
+        config.eval.num_episodes = 16
+    if env == "ap2ap":
+        stage = stage or 1
+        from dex4d_jax.envs import ap2ap  # noqa: PLC0415 (builds nothing; just the tables)
+
+        config.stage = stage
+        overrides = {}
+        for key, value in ap2ap.STAGES[stage].items():
+            if isinstance(value, dict):  # nested entries as envs.load's double-underscore keys
+                overrides.update({f"{key}__{k}": v for k, v in value.items()})
+            else:
+                overrides[key] = value
+        config.env.overrides = overrides
+        config.ppo.learning_rate = STAGE_LEARNING_RATE[stage]
+        # The robot's observation has no separate privileged part: the teacher's actor and
+        # critic both see the full state ("symmetric", as the authors' code).
+        config.network.value_obs_key = "state"
+        if preset == "smoke":
+            config.env.overrides["num_objects"] = 16
+        if preset == "paper":
+            per_iteration = config.ppo.batch_size * config.ppo.num_minibatches * (
+                config.ppo.unroll_length)
+            config.ppo.num_timesteps = STAGE_ITERATIONS[stage] * per_iteration
     return config
