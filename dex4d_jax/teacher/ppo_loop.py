@@ -322,16 +322,24 @@ class PPOLoop:
         policy = self._acting_policy(
             (training.normalizer_params, training.params.policy, training.params.value), env_ids)
 
+        def env_step(c, _):
+            # Brax's generate_unroll step, also keeping the environment's per-step metrics
+            # (reward terms, success, ...) averaged over the environments.
+            state, k = c
+            k, k_next = jax.random.split(k)
+            state, transition = acting.actor_step(self.env, state, policy, k,
+                                                  extra_fields=("truncation",))
+            return (state, k_next), (transition, jax.tree.map(jnp.mean, state.metrics))
+
         def unroll(c, _):
             state, k = c
             k, k_now = jax.random.split(k)
-            state, data = acting.generate_unroll(self.env, state, policy, k_now,
-                                                 self.ppo.unroll_length,
-                                                 extra_fields=("truncation",))
-            return (state, k), data
+            (state, _), out = jax.lax.scan(env_step, (state, k_now), None,
+                                           length=self.ppo.unroll_length)
+            return (state, k), out
 
-        (env_state, _), data = jax.lax.scan(unroll, (env_state, key_unroll), None,
-                                            length=self.unrolls)
+        (env_state, _), (data, env_metrics) = jax.lax.scan(
+            unroll, (env_state, key_unroll), None, length=self.unrolls)
         # [unrolls, T, envs, ...] -> [envs * unrolls, T, ...], environment-major.
         data = jax.tree.map(
             lambda x: jnp.moveaxis(x, 2, 0).reshape((-1,) + x.shape[1:2] + x.shape[3:]), data)
@@ -357,6 +365,7 @@ class PPOLoop:
             normalizer = update_stats(normalizer)
         training = TrainingState(optimizer_state=optimizer_state, params=params,
                                  normalizer_params=normalizer)
+        metrics.update({f"env/{k}": v for k, v in env_metrics.items()})
         return (training, env_state, key), metrics
 
     def _epoch_fn(self, training, key, env_ids):
