@@ -62,8 +62,14 @@ BASE = np.array([0.0, 0.0, robot.TABLE_HEIGHT])
 CENTER = np.array([0.45, 0.0])
 WORKSPACE_LOW = np.array([0.30, -0.15, 0.0])
 WORKSPACE_HIGH = np.array([0.60, 0.15, 0.30])
-# Extra palm height of the "high" initial hand position (stage 3) over the grasp-ready pose.
+# Initial hand position (Table IV): "low" lowers the grasp-ready hand as far as it can while
+# every robot collider stays RESET_CLEARANCE above the object's highest keypoint; "high" starts
+# HIGH_HAND_LIFT higher still. The arm poses come from a ladder of palm lifts, LIFT_STEP apart,
+# solved once by inverse kinematics (palm orientation kept).
 HIGH_HAND_LIFT = 0.12
+RESET_CLEARANCE = 0.02
+LIFT_STEP = 0.01
+MAX_LIFT = 0.32
 
 REWARD_TERMS = ("goal", "fingertip", "palm", "bonus", "curl", "table", "action")
 # Stage weights of Table V.
@@ -111,8 +117,8 @@ def default_config() -> config_dict.ConfigDict:
         # Action.
         arm_speed_scale=10.0,
         arm_delta_dt=1 / 60,
-        # Reset: the robot at the grasp-ready pose ("low") or with the palm raised ("high"),
-        # hand joints perturbed by up to `hand_init_noise` rad.
+        # Reset: the grasp-ready hand just above the object ("low") or HIGH_HAND_LIFT higher
+        # ("high"), hand joints perturbed by up to `hand_init_noise` rad.
         hand_init="low",
         hand_init_noise=0.05,
         reset_stable_ratio=0.2,
@@ -164,14 +170,59 @@ def stage_config(stage: int) -> config_dict.ConfigDict:
     return config
 
 
-def _raised_arm(mj_model: mujoco.MjModel, qpos: np.ndarray, lift: float) -> np.ndarray:
-    """Arm joints that raise the palm site by `lift` metres keeping its orientation (DLS IK)."""
+def _lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
+    """World z of the lowest point of the hand's and the forearm's colliders."""
+    lowest = np.inf
+    for g in range(mj_model.ngeom):
+        if not mj_model.geom_contype[g] & (4 | 8):  # hand and arm collision groups
+            continue
+        z, axis_z = data.geom_xpos[g, 2], np.abs(data.geom_xmat[g].reshape(3, 3)[2])
+        size = mj_model.geom_size[g]
+        kind = mj_model.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_BOX:
+            low = z - axis_z @ size
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            low = z - axis_z[2] * size[1] - size[0]
+        else:
+            low = z - mj_model.geom_rbound[g]
+        lowest = min(lowest, low)
+    return float(lowest)
+
+
+def _arm_ladder(mj_model: mujoco.MjModel, qpos: np.ndarray, lifts: np.ndarray):
+    """Arm joints raising the grasp-ready palm by each lift, and the robot's lowest point there.
+
+    Returns:
+      ([L, 6] arm joints, [L] lowest collider z in the base frame).
+    """
+    arms, lowest = [], []
+    data = mujoco.MjData(mj_model)
+    start = qpos.copy()
+    for lift in lifts:
+        arm = _raised_arm(mj_model, qpos, lift, start)
+        start[: robot.NUM_ARM] = arm
+        data.qpos[:] = qpos
+        data.qpos[: robot.NUM_ARM] = arm
+        mujoco.mj_forward(mj_model, data)
+        arms.append(arm)
+        lowest.append(_lowest_robot_point(mj_model, data) - robot.TABLE_HEIGHT)
+    return np.stack(arms).astype(np.float32), np.array(lowest, np.float32)
+
+
+def _raised_arm(mj_model: mujoco.MjModel, qpos: np.ndarray, lift: float,
+                start: np.ndarray | None = None) -> np.ndarray:
+    """Arm joints that raise the palm site by `lift` metres keeping its orientation (DLS IK).
+
+    The target is relative to the palm at `qpos`; the solver starts from `start` (or `qpos`).
+    """
     data = mujoco.MjData(mj_model)
     data.qpos[:] = qpos
     mujoco.mj_forward(mj_model, data)
     site = mj_model.site(robot.PALM_SITE).id
     target_pos = data.site_xpos[site] + np.array([0.0, 0.0, lift])
     target_mat = data.site_xmat[site].reshape(3, 3).copy()
+    if start is not None:
+        data.qpos[:] = start
     jacp, jacr = np.zeros((3, mj_model.nv)), np.zeros((3, mj_model.nv))
     for _ in range(100):
         mujoco.mj_forward(mj_model, data)
@@ -212,10 +263,11 @@ class Ap2ap(base.MjxEnv):
         self._center = jnp.asarray(CENTER, jnp.float32)
 
         key = mj_model.key(robot.GRASP_READY_KEY)
-        arm = key.qpos[: robot.NUM_ARM].copy()
-        if config.hand_init == "high":
-            arm = _raised_arm(mj_model, key.qpos, HIGH_HAND_LIFT)
-        self._init_arm = jnp.asarray(arm, jnp.float32)
+        lifts = np.arange(0.0, MAX_LIFT + 1e-9, LIFT_STEP)
+        arms, lowest = _arm_ladder(mj_model, key.qpos, lifts)
+        self._arm_ladder = jnp.asarray(arms)
+        self._ladder_lowest = jnp.asarray(lowest)
+        self._ladder_extra = round(HIGH_HAND_LIFT / LIFT_STEP) if config.hand_init == "high" else 0
         self._init_hand = jnp.asarray(key.qpos[robot.NUM_ARM: robot.NUM_JOINTS], jnp.float32)
         ranges = np.stack([mj_model.joint(n).range for n in robot.JOINT_NAMES])
         self._joint_low = jnp.asarray(ranges[:, 0], jnp.float32)
@@ -349,8 +401,8 @@ class Ap2ap(base.MjxEnv):
                                                cfg.first_goal_max_angle)
         hand = self._init_hand + jax.random.uniform(
             key_hand, (robot.NUM_HAND,), minval=-cfg.hand_init_noise, maxval=cfg.hand_init_noise)
-        joints = jnp.clip(jnp.concatenate([self._init_arm, hand]), self._joint_low,
-                          self._joint_high)
+        joints = jnp.clip(jnp.concatenate([self.initial_arm(pos, quat, object_id), hand]),
+                          self._joint_low, self._joint_high)
         qpos = jnp.concatenate([joints, pos + self._base, quat])
         info = {
             "rng": rng,
@@ -468,6 +520,18 @@ class Ap2ap(base.MjxEnv):
     # ------------------------------------------------------------------------------------------
     # Pieces of the step.
     # ------------------------------------------------------------------------------------------
+
+    def initial_arm(self, pos: jax.Array, quat: jax.Array, object_id: jax.Array) -> jax.Array:
+        """The arm joints of the initial hand position over an object at (pos, quat).
+
+        "low": the lowest palm lift whose colliders clear the object's highest keypoint by
+        RESET_CLEARANCE; "high": HIGH_HAND_LIFT above that.
+        """
+        top = jnp.max(self._points(pos, quat, object_id)[:, 2])
+        clear = self._ladder_lowest >= top + RESET_CLEARANCE
+        index = jnp.where(jnp.any(clear), jnp.argmax(clear), len(self._ladder_lowest) - 1)
+        index = jnp.minimum(index + self._ladder_extra, len(self._ladder_lowest) - 1)
+        return self._arm_ladder[index]
 
     def _targets(self, target: jax.Array, action: jax.Array) -> jax.Array:
         """Servo targets: arm deltas at the stage's speed, hand absolute over the joint ranges."""

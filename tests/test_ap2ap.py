@@ -362,7 +362,7 @@ def test_action_mapping():
         config = ap2ap.stage_config(stage)
         config.num_objects = NUM_OBJECTS
         env = envs.load("ap2ap", config)
-        target = jnp.concatenate([env._init_arm, env._init_hand])
+        target = jnp.concatenate([env._arm_ladder[0], env._init_hand])
         action = jnp.zeros(22).at[0].set(1.0).at[1].set(-0.5).at[6].set(-1.0).at[7].set(1.0)
         out = np.asarray(env._targets(target, action))
         np.testing.assert_allclose(out[0] - float(target[0]), speed / 60, atol=1e-6)
@@ -377,15 +377,43 @@ def test_action_mapping():
     config.num_objects = NUM_OBJECTS
     env = envs.load("ap2ap", config)
     assert env.n_substeps == 24 and env.push_steps == 20  # 5 Hz; a push every 4 s
-    # The "high" hand starts 12 cm higher with the same orientation.
+    # Initial hand position: "low" just clears the object, "high" (stage 3) is 12 cm higher
+    # with the same palm orientation.
+    low_env = envs.load("ap2ap", num_objects=NUM_OBJECTS)
     model = env.mj_model
     data = mujoco.MjData(model)
     palm = model.site(robot.PALM_SITE).id
+    upright = jnp.array([1.0, 0.0, 0.0, 0.0])
+    pos = jnp.array([0.45, 0.0, 0.06])
     poses = []
-    for arm in (model.key(robot.GRASP_READY_KEY).qpos[:6], np.asarray(env._init_arm)):
+    for e in (low_env, env):
         mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
-        data.qpos[:6] = arm
+        data.qpos[:6] = np.asarray(e.initial_arm(pos, upright, 0))
         mujoco.mj_forward(model, data)
-        poses.append((data.site_xpos[palm].copy(), data.site_xmat[palm].copy()))
-    np.testing.assert_allclose(poses[1][0] - poses[0][0], [0, 0, ap2ap.HIGH_HAND_LIFT], atol=1e-4)
-    np.testing.assert_allclose(poses[1][1], poses[0][1], atol=1e-4)
+        poses.append((data.site_xpos[palm].copy(), data.site_xmat[palm].copy(),
+                      ap2ap._lowest_robot_point(model, data) - robot.TABLE_HEIGHT))
+    np.testing.assert_allclose(poses[1][0] - poses[0][0], [0, 0, ap2ap.HIGH_HAND_LIFT], atol=1e-3)
+    np.testing.assert_allclose(poses[1][1], poses[0][1], atol=1e-3)
+    top = float(jnp.max(low_env._points(pos, upright, 0)[:, 2]))
+    assert top + ap2ap.RESET_CLEARANCE <= poses[0][2] <= top + ap2ap.RESET_CLEARANCE + 0.011
+
+
+@pytest.mark.slow
+def test_reset_robot_clears_the_object(train_env):
+    """No reset starts with the robot inside the object (checked in native MuJoCo)."""
+    env = train_env.env
+    state = train_env.reset(_keys(48, seed=6))
+    qpos = np.asarray(state.pipeline_state.qpos)
+    ids = np.asarray(state.info["object_id"])
+    worst = 0.0
+    for k in range(len(ids)):
+        model = env.scene.native_model(int(ids[k]))
+        data = mujoco.MjData(model)
+        data.qpos[:] = qpos[k]
+        mujoco.mj_forward(model, data)
+        obj = model.body(robot.OBJECT_BODY).id
+        for c in data.contact[: data.ncon]:
+            bodies = {model.geom_bodyid[c.geom1], model.geom_bodyid[c.geom2]}
+            if obj in bodies and 0 not in bodies:
+                worst = min(worst, c.dist)
+    assert worst > -1e-3, f"robot and object overlap by {-1000 * worst:.1f} mm at reset"
