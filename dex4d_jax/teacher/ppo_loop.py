@@ -5,7 +5,8 @@ built on it can only be warm-started from parameters. This module runs the same 
 Brax's loss (`losses.compute_ppo_loss`), gradient (`gradients.loss_and_pgrad`, pmean'ed over
 devices), adaptive-KL learning rate (`optimizer.adaptive_kl_learning_rate` on
 `optax.inject_hyperparams(optax.adam)` after `optax.clip_by_global_norm`), rollouts
-(`acting.generate_unroll`), inference function (`networks.make_inference_fn`, for evaluation) and observation
+(`acting.actor_step`, scanned as `acting.generate_unroll` does, keeping the environment's
+per-step metrics too), inference function (`networks.make_inference_fn`, for evaluation) and observation
 statistics (`running_statistics`), but the state between epochs is ours: a `LoopState` of
 (training state, PRNG key, environment-step count) on the host, saved whole in one orbax
 checkpoint and restored exactly.

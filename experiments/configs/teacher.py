@@ -139,6 +139,10 @@ def get_config(preset: str, env: str = "ap2ap_wrench", stage: int | None = None
         if preset == "smoke":
             config.env.overrides["num_objects"] = 16
         if preset == "paper":
+            # Every epoch (checkpoint + evaluation) starts from fresh resets, so an episode
+            # running at its end is cut short: 50 epochs give each environment about 6
+            # episodes of 400 steps per epoch (200 would cut every second one).
+            config.ppo.num_evals = 51
             per_iteration = config.ppo.batch_size * config.ppo.num_minibatches * (
                 config.ppo.unroll_length)
             config.ppo.num_timesteps = STAGE_ITERATIONS[stage] * per_iteration
