@@ -261,10 +261,16 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
         write_record(step, {**metrics, **{f"eval/{k}": v for k, v in result.as_dict().items()}})
 
     try:
+        # The first evaluation and the first epoch compile (minutes for the robot on a CPU).
+        bar.set_description("compiling evaluation")
         evaluate_and_log(state.env_steps, {})
+        first = True
         while state.env_steps < total:
             epoch = state.env_steps // schedule.steps_per_epoch
+            bar.set_description("compiling training" if first else "training")
             next_state, metrics, finite = loop.run_epoch(state)
+            bar.set_description("training")
+            first = False
             if not finite:
                 raise ppo_loop.TrainingDiverged(
                     _diverged_message(out_dir, next_state.env_steps, metrics))
