@@ -661,11 +661,10 @@ class _FingertipContacts:
     geoms and the object's are known when the model is built.
     """
 
-    def __init__(self, contact_ids, efc_address, signs, condim):
+    def __init__(self, contact_ids, efc_address, signs):
         self._ids = contact_ids  # [4, C] contact indices (padded with -1)
         self._efc = efc_address  # [4, C]
         self._signs = signs      # [4, C]: +1 where the fingertip is geom2, -1 where geom1, 0 pad
-        self._condim = condim
 
     def forces(self, data: mjx.Data) -> jax.Array:
         """[4, 3] forces on the fingertips."""
@@ -712,4 +711,4 @@ def _fingertip_contacts(mj_model: mujoco.MjModel, data: mjx.Data,
     for f, found in enumerate(rows):
         for j, (c, a, s) in enumerate(found):
             ids[f, j], addr[f, j], signs[f, j] = c, a, s
-    return _FingertipContacts(ids, addr, signs, 3)
+    return _FingertipContacts(ids, addr, signs)
