@@ -279,7 +279,7 @@ class Ap2ap(base.MjxEnv):
         self._palm_site = mj_model.site(robot.PALM_SITE).id
         self._object_body = mj_model.body(robot.OBJECT_BODY).id
         self._object_qpos = robot.NUM_JOINTS  # object free joint: qpos[22:29], qvel[22:28]
-        self._contacts = _fingertip_contacts(mj_model, self._init_data, self._object_body)
+        self._contacts = _FingertipContacts(mj_model, self._init_data, self._object_body)
 
         # Which bodies and geoms are the robot's (for mass and friction randomization).
         body_root = mj_model.body_rootid
@@ -655,60 +655,41 @@ def _shape_descriptors(keypoints: np.ndarray) -> np.ndarray:
 
 
 class _FingertipContacts:
-    """World-frame contact force the object exerts on each fingertip (distal link and pad).
+    """World-frame contact force the object exerts on each fingertip (its distal link and pad).
 
-    MJX keeps every candidate contact at a fixed index, so the contacts between each fingertip's
-    geoms and the object's are known when the model is built.
+    MJX keeps every candidate contact in a fixed slot whose constraint rows (`efc_address`) are
+    known when the model is built; which geoms a slot holds is read from the data at each step.
+    Forces are decoded from the pyramidal cone's four edges (condim 3) and summed per fingertip,
+    with the sign that makes them the force on the fingertip.
     """
 
-    def __init__(self, contact_ids, efc_address, signs):
-        self._ids = contact_ids  # [4, C] contact indices (padded with -1)
-        self._efc = efc_address  # [4, C]
-        self._signs = signs      # [4, C]: +1 where the fingertip is geom2, -1 where geom1, 0 pad
+    def __init__(self, mj_model: mujoco.MjModel, data: mjx.Data, object_body: int):
+        contact = data._impl.contact
+        if mj_model.opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:
+            raise ValueError("fingertip forces assume the pyramidal friction cone")
+        dims = np.asarray(contact.dim)
+        if np.any(dims != 3):
+            raise ValueError("fingertip forces assume condim 3 for every contact")
+        self._efc = np.asarray(contact.efc_address)
+        self._geom_body = np.asarray(mj_model.geom_bodyid)
+        self._tips = np.array([mj_model.site_bodyid[mj_model.site(s).id]
+                               for s in robot.FINGERTIP_SITES])
+        self._object = object_body
 
     def forces(self, data: mjx.Data) -> jax.Array:
-        """[4, 3] forces on the fingertips."""
-        if self._ids.shape[1] == 0:
+        """[4, 3] forces on the fingertips, world frame."""
+        if len(self._efc) == 0:
             return jnp.zeros((4, 3))
         contact = data._impl.contact
-        efc_force = data._impl.efc_force
-        ids = np.maximum(self._ids, 0)
-        # Pyramidal cone, condim 3: four edges per contact (normal = their sum).
-        edges = efc_force[self._efc[..., None] + np.arange(4)]
-        mu = contact.friction[ids][..., :2]
-        local = jnp.stack([edges.sum(-1), (edges[..., 0] - edges[..., 1]) * mu[..., 0],
-                           (edges[..., 2] - edges[..., 3]) * mu[..., 1]], axis=-1)
-        world = jnp.einsum("fci,fcij->fcj", local, contact.frame[ids])
-        return jnp.sum(world * self._signs[..., None], axis=1)
-
-
-def _fingertip_contacts(mj_model: mujoco.MjModel, data: mjx.Data,
-                        object_body: int) -> _FingertipContacts:
-    contact = data._impl.contact
-    geom = np.asarray(contact.geom)
-    efc = np.asarray(contact.efc_address)
-    dims = np.asarray(contact.dim)
-    if mj_model.opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:
-        raise ValueError("fingertip forces assume the pyramidal friction cone")
-    geom_body = mj_model.geom_bodyid
-    is_object = geom_body == object_body
-    rows = []
-    for site in robot.FINGERTIP_SITES:
-        tip_body = mj_model.site_bodyid[mj_model.site(site).id]
-        found = []
-        for c, (g1, g2) in enumerate(geom):
-            if efc[c] < 0 or dims[c] != 3:
-                continue
-            if geom_body[g2] == tip_body and is_object[g1]:
-                found.append((c, efc[c], 1.0))
-            elif geom_body[g1] == tip_body and is_object[g2]:
-                found.append((c, efc[c], -1.0))
-        rows.append(found)
-    width = max(len(r) for r in rows)
-    ids = np.full((4, width), -1)
-    addr = np.zeros((4, width), int)
-    signs = np.zeros((4, width), np.float32)
-    for f, found in enumerate(rows):
-        for j, (c, a, s) in enumerate(found):
-            ids[f, j], addr[f, j], signs[f, j] = c, a, s
-    return _FingertipContacts(ids, addr, signs)
+        edges = data._impl.efc_force[self._efc[:, None] + np.arange(4)]  # [C, 4]
+        mu = contact.friction[:, :2]
+        local = jnp.stack([edges.sum(-1), (edges[:, 0] - edges[:, 1]) * mu[:, 0],
+                           (edges[:, 2] - edges[:, 3]) * mu[:, 1]], axis=-1)
+        # The contact frame's first axis points from geom 1 to geom 2: the force on geom 2.
+        world = jnp.einsum("ci,cij->cj", local, contact.frame)
+        body = jnp.asarray(self._geom_body)[contact.geom]  # [C, 2]
+        tips = jnp.asarray(self._tips)[:, None]
+        on_second = (body[None, :, 1] == tips) & (body[None, :, 0] == self._object)
+        on_first = (body[None, :, 0] == tips) & (body[None, :, 1] == self._object)
+        sign = on_second.astype(jnp.float32) - on_first.astype(jnp.float32)  # [4, C]
+        return sign @ world

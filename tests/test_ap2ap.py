@@ -417,3 +417,49 @@ def test_reset_robot_clears_the_object(train_env):
             if obj in bodies and 0 not in bodies:
                 worst = min(worst, c.dist)
     assert worst > -1e-3, f"robot and object overlap by {-1000 * worst:.1f} mm at reset"
+
+
+@pytest.mark.slow
+def test_fingertip_forces_match_native_mujoco(eval_env):
+    """An object pressed 3 mm into the index pad: MJX's decoded force equals mj_contactForce's."""
+    from mujoco import mjx
+
+    env = eval_env.env
+    model = env.scene.native_model(0)
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
+    mujoco.mj_forward(model, data)
+    pad = model.geom("if_tip_pad").id
+    rot = data.geom_xmat[pad].reshape(3, 3)
+    bottom = data.geom_xpos[pad, 2] - np.abs(rot[2]) @ model.geom_size[pad]
+    top = float(np.asarray(env.keypoints[0])[:, 2].max())
+    i = robot.NUM_JOINTS
+    data.qpos[i:i + 3] = [data.geom_xpos[pad, 0], data.geom_xpos[pad, 1], bottom + 0.003 - top]
+    data.qpos[i + 3:i + 7] = [1, 0, 0, 0]
+    mujoco.mj_forward(model, data)
+    obj = model.body(robot.OBJECT_BODY).id
+    expected = np.zeros((4, 3))
+    for f, site in enumerate(robot.FINGERTIP_SITES):
+        tip = model.site_bodyid[model.site(site).id]
+        for c in range(data.ncon):
+            contact = data.contact[c]
+            b1, b2 = model.geom_bodyid[contact.geom1], model.geom_bodyid[contact.geom2]
+            force = np.zeros(6)
+            mujoco.mj_contactForce(model, data, c, force)
+            world = contact.frame.reshape(3, 3).T @ force[:3]
+            if (b1, b2) == (obj, tip):
+                expected[f] += world
+            elif (b1, b2) == (tip, obj):
+                expected[f] -= world
+    assert expected[0, 2] > 0.1  # the object pushes the index fingertip up
+
+    state = eval_env.reset(_keys(1))
+    info = jax.tree.map(lambda x: x[0], state.info)
+    info["object_id"] = jnp.asarray(0)
+    mjx_model = env.model_for(info)
+    mjx_data = mjx.make_data(mjx_model).replace(
+        qpos=jnp.asarray(data.qpos, jnp.float32), qvel=jnp.zeros(model.nv),
+        ctrl=jnp.asarray(data.ctrl, jnp.float32))
+    mjx_data = jax.jit(mjx.forward)(mjx_model, mjx_data)
+    forces = np.asarray(env._contacts.forces(mjx_data))
+    np.testing.assert_allclose(forces, expected, atol=0.01, rtol=0.05)
