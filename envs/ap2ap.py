@@ -121,16 +121,7 @@ def default_config() -> config_dict.ConfigDict:
         # ("high"), hand joints perturbed by up to `hand_init_noise` rad.
         hand_init="low",
         hand_init_noise=0.05,
-        reset_stable_ratio=0.2,
-        reset_xy_range=0.1,
-        # First goal: lifted `first_goal_height` above the table, rotated up to the angle.
-        first_goal_height=(0.1, 0.2),
-        first_goal_xy_range=0.1,
-        first_goal_max_angle=float(np.pi),
-        # Later goals, sampled in place once a goal is held.
-        next_goal_pos_range=0.1,
-        next_goal_max_angle=0.5,
-        goal_reset_stable_ratio=0.1,
+        **poses.sampling_config(goal_reset_stable_ratio=0.1),
         success_threshold=0.05,
         hold_steps=30,
         # Stage 1 ends an episode whose d_t reaches this; <= 0 disables it.
@@ -291,11 +282,8 @@ class Ap2ap(base.MjxEnv):
         self._object_geoms = jnp.asarray(geom_body == self._object_body)
         self._robot_joints = np.arange(robot.NUM_JOINTS)
 
-        push_steps = config.randomization.push_interval / config.ctrl_dt
-        if abs(push_steps - round(push_steps)) > 1e-6:
-            raise ValueError(f"push_interval ({config.randomization.push_interval} s) must be a "
-                             f"whole number of control steps ({config.ctrl_dt} s)")
-        self._push_steps = int(round(push_steps))
+        self._push_steps = base.whole_steps(config.randomization.push_interval, config.ctrl_dt,
+                                            "push_interval", "ctrl_dt")
 
     # ------------------------------------------------------------------------------------------
     # Properties.

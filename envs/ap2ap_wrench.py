@@ -51,18 +51,7 @@ def default_config() -> config_dict.ConfigDict:
         # Action scale.
         max_lin_speed=0.3,  # m/s
         max_ang_speed=2.0,  # rad/s
-        # Reset: random orientation, or a pose resting on a face with this probability.
-        reset_stable_ratio=0.2,
-        reset_xy_range=0.1,
-        # First goal: lifted into the air, rotated by up to this angle about a random axis
-        # from the object's initial orientation (pi: any orientation).
-        first_goal_height=(0.1, 0.2),
-        first_goal_xy_range=0.1,
-        first_goal_max_angle=float(np.pi),
-        # Later goals, sampled in place once a goal is held (SPEC section 4).
-        next_goal_pos_range=0.1,
-        next_goal_max_angle=0.5,
-        goal_reset_stable_ratio=0.2,
+        **poses.sampling_config(goal_reset_stable_ratio=0.2),
         # Success: mean point distance below the threshold; held for `hold_steps` steps.
         success_threshold=0.02,
         hold_steps=10,

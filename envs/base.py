@@ -26,6 +26,15 @@ def mjcf_path(name: str) -> str:
     return path
 
 
+def whole_steps(duration: float, step: float, duration_name: str, step_name: str) -> int:
+    """`duration / step` when it is a whole number of at least 1; a ValueError otherwise."""
+    n = duration / step
+    if abs(n - round(n)) > 1e-6 or round(n) < 1:
+        raise ValueError(f"{duration_name} ({duration}) must be a whole multiple of "
+                         f"{step_name} ({step}).")
+    return int(round(n))
+
+
 class MjxEnv(brax_base.Env):
     """An environment stepping an MJX model `n_substeps` times per control step.
 
@@ -37,12 +46,7 @@ class MjxEnv(brax_base.Env):
         self._config = config
         self._mj_model = mj_model
         self._mj_model.opt.timestep = config.sim_dt
-        n_substeps = config.ctrl_dt / config.sim_dt
-        if abs(n_substeps - round(n_substeps)) > 1e-6 or round(n_substeps) < 1:
-            raise ValueError(
-                f"ctrl_dt ({config.ctrl_dt}) must be a whole multiple of sim_dt ({config.sim_dt})."
-            )
-        self._n_substeps = int(round(n_substeps))
+        self._n_substeps = whole_steps(config.ctrl_dt, config.sim_dt, "ctrl_dt", "sim_dt")
 
     def physics_step(self, model: mjx.Model, data: mjx.Data, qvel_fn=None) -> mjx.Data:
         """Runs `n_substeps` MJX steps; `qvel_fn(data) -> qvel` overrides velocities first."""

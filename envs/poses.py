@@ -20,6 +20,24 @@ FACE_QUATS = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [_S, _S, 0, 0], [_S, -_S, 0, 
                        [_S, 0, _S, 0], [_S, 0, -_S, 0]], np.float32)
 
 
+def sampling_config(goal_reset_stable_ratio: float) -> dict:
+    """The pose-sampling entries of an AP2AP environment's config (SPEC section 4)."""
+    return dict(
+        # Reset: random orientation, or a pose resting on a face with this probability.
+        reset_stable_ratio=0.2,
+        reset_xy_range=0.1,
+        # First goal: lifted `first_goal_height` above the table, rotated from the initial
+        # orientation by up to `first_goal_max_angle` about a random axis (pi: any).
+        first_goal_height=(0.1, 0.2),
+        first_goal_xy_range=0.1,
+        first_goal_max_angle=float(np.pi),
+        # Later goals, sampled in place once a goal is held.
+        next_goal_pos_range=0.1,
+        next_goal_max_angle=0.5,
+        goal_reset_stable_ratio=goal_reset_stable_ratio,
+    )
+
+
 def stable_quat(key: jax.Array) -> jax.Array:
     """One of the six face-down orientations, turned by a random yaw."""
     key_face, key_yaw = jax.random.split(key)
