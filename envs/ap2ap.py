@@ -290,6 +290,13 @@ class Ap2ap(base.MjxEnv):
     # ------------------------------------------------------------------------------------------
 
     @property
+    def student_layout(self) -> base.StudentLayout:
+        """The student's inputs: points, joint angles, velocities, last action."""
+        return base.StudentLayout("student_state", TEACHER_LAYOUT["points"],
+                                  TEACHER_LAYOUT["qpos"], TEACHER_LAYOUT["qvel"],
+                                  TEACHER_LAYOUT["last_action"])
+
+    @property
     def action_size(self) -> int:
         """22 joint commands (arm deltas, hand absolute targets)."""
         return robot.NUM_JOINTS

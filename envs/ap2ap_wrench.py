@@ -95,6 +95,15 @@ class Ap2apWrench(base.MjxEnv):
         return 6
 
     @property
+    def student_layout(self) -> base.StudentLayout:
+        """The student's inputs. The wrench has no joints: its "joint velocities" are the
+        object's twist it commands (linear, angular; 6), and there are no joint angles (the
+        object's pose would give away what the masked points hide)."""
+        n = NUM_POINTS * 6
+        return base.StudentLayout("state", slice(0, n), slice(n, n), slice(n, n + 6),
+                                  slice(n + 6, n + 12))
+
+    @property
     def objects(self) -> list[objects.ObjectSpec]:
         """The object set, indexed by `state.info['object_id']`."""
         return self._objects

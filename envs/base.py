@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import jax
 import mujoco
@@ -33,6 +34,35 @@ def whole_steps(duration: float, step: float, duration_name: str, step_name: str
         raise ValueError(f"{duration_name} ({duration}) must be a whole multiple of "
                          f"{step_name} ({step}).")
     return int(round(n))
+
+
+class StudentLayout(NamedTuple):
+    """Where the student's inputs sit in an environment's observation (SPEC section 6).
+
+    Attributes:
+      obs_key: the observation entry the student reads.
+      points: slice of the flat paired points `[p_i ; p_bar_i]`, point-major.
+      qpos: slice of the joint angles (may be empty: the wrench task has no joints).
+      qvel: slice of the joint velocities.
+      last_action: slice of the last action.
+    """
+
+    obs_key: str
+    points: slice
+    qpos: slice
+    qvel: slice
+    last_action: slice
+
+    @property
+    def num_points(self) -> int:
+        """Paired points in the observation."""
+        return (self.points.stop - self.points.start) // 6
+
+    def split(self, obs: dict) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """(qpos, qvel, last_action, paired points [..., N, 6]) of a (batched) observation."""
+        x = obs[self.obs_key]
+        points = x[..., self.points].reshape(*x.shape[:-1], self.num_points, 6)
+        return x[..., self.qpos], x[..., self.qvel], x[..., self.last_action], points
 
 
 class MjxEnv(brax_base.Env):

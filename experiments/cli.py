@@ -3,6 +3,7 @@
   dex4d train teacher --env ap2ap_wrench --encoder paired --preset quick --out runs/teacher
   dex4d train teacher --resume --out runs/teacher
   dex4d train teacher --env ap2ap --stage 1 --preset paper --out runs/stage1
+  dex4d train student --teacher runs/teacher --env ap2ap_wrench --out runs/student
   dex4d envs
   dex4d objects --split train --show 40 --out objects_train.png
   dex4d scene --object mug --render scene.png
@@ -77,6 +78,38 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE",
                    help="environment config override, e.g. --set first_goal_max_angle=0.5")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+    from dex4d_jax.networks.student import ARCHS  # noqa: PLC0415
+    from dex4d_jax.student.masking import VARIANTS  # noqa: PLC0415
+
+    s = train_sub.add_parser("student", help="distil a teacher into the masked-point student "
+                                             "with DAgger")
+    s.add_argument("--teacher", metavar="DIR",
+                   help="teacher run or checkpoint folder (required for a new run)")
+    s.add_argument("--env", choices=ALL_ENVS, default=None,
+                   help="the environment the teacher was trained on (required for a new run)")
+    s.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
+    s.add_argument("--preset", choices=student.PRESETS, default="quick",
+                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
+                        "(3200 envs, 25k iterations, GPU); smoke: the pipeline in minutes")
+    s.add_argument("--arch", choices=ARCHS, default="transformer",
+                   help="mlp: Table II 'w/o self-attention' (tokens concatenated, MLP decoder)")
+    s.add_argument("--no-world-model", action="store_true",
+                   help="Table II 'w/o world modeling': no next-state loss")
+    s.add_argument("--encoder", choices=ENCODERS, default="paired",
+                   help="point tokenizer (Table II: decoupled, mlp)")
+    s.add_argument("--masking", choices=tuple(VARIANTS), default="paper",
+                   help="height-mask quantile: paper U(0.2, 1.0) or the authors' code U(0, 0.8)")
+    s.add_argument("--beta", type=float, default=None,
+                   help="probability of executing the teacher's action, decaying to 0 over "
+                        "the first half of the run (default 0: the student acts)")
+    s.add_argument("--seed", type=int, default=None, help="DAgger seed (default 0)")
+    s.add_argument("--steps", type=int, default=None, help="environment steps (default: preset)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    s.add_argument("--set", dest="config_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="student config override, e.g. --set dagger.learning_rate=3e-4")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("envs", help="list the registered environments")
     o = sub.add_parser("objects", help="count the object library by family; render a sheet of it")
     o.add_argument("--split", choices=("train", "unseen", "ycb"), default="train")
@@ -279,6 +312,62 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
     return 0
 
 
+def _train_student(args, parser, argv: list[str]) -> int:
+    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+    from dex4d_jax.student import train  # noqa: PLC0415
+    from dex4d_jax.teacher import train as teacher_train  # noqa: PLC0415
+
+    config = None
+    if args.resume:
+        given = {"--teacher", "--env", "--preset", "--arch", "--no-world-model", "--encoder",
+                 "--masking", "--beta", "--seed", "--steps", "--set"}
+        used = [a for a in argv if a.split("=")[0] in given]
+        if used:
+            print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
+    else:
+        if not args.teacher or not args.env:
+            parser.error("a new student run needs --teacher DIR and --env ENV")
+        if args.beta is not None and not 0.0 <= args.beta <= 1.0:
+            parser.error("--beta must be between 0 and 1")
+        if args.steps is not None and args.steps <= 0:
+            parser.error("--steps must be positive")
+        config = student.get_config(args.preset, args.arch, not args.no_world_model,
+                                    args.encoder, args.masking)
+        if args.beta is not None:
+            config.dagger.beta = args.beta
+        if args.seed is not None:
+            config.dagger.seed = args.seed
+        if args.steps is not None:
+            config.dagger.num_timesteps = args.steps
+        for key, value in _overrides(args.config_set, parser).items():
+            section, _, name = key.partition(".")
+            if section not in ("network", "masking", "dagger", "eval") or name not in config[section]:
+                parser.error(f"--set {key}: no such student setting; valid: "
+                             + ", ".join(f"{s}.{n}" for s in ("network", "masking", "dagger", "eval")
+                                         for n in config[s]))
+            config[section][name] = value
+        try:
+            config = train.bind_teacher(config, args.teacher, args.env)
+        except (teacher_train.RunDirError, FileNotFoundError, ValueError) as err:
+            print(f"dex4d: error: {err}", file=sys.stderr)
+            return 2
+    _enable_compilation_cache()
+    try:
+        result = train.train_student(config, args.out, resume=args.resume,
+                                     progress=not args.no_progress)
+    except (teacher_train.RunDirError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    s, t = result["student"], result["teacher"]
+    print(f"Student success rate {s['success_rate']:.3f} with masked points, teacher "
+          f"{t['success_rate']:.3f} with all points, on the same {s['num_episodes']} fresh "
+          f"episodes ({s['goals_reached']:.2f} vs {t['goals_reached']:.2f} goals held per "
+          f"episode). Checkpoints in {args.out}/checkpoints")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -293,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "train" and args.policy == "teacher":
         return _train_teacher(args, parser, argv)
+    if args.command == "train" and args.policy == "student":
+        return _train_student(args, parser, argv)
     if args.command == "objects":
         return _objects(args, parser)
     if args.command == "scene":

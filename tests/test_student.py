@@ -19,7 +19,7 @@ def _inputs(batch=(3,)):
 
 
 def _student(arch, inputs):
-    net = StudentNetwork(action_size=A, num_joints=J, width=32, num_layers=2, num_heads=4,
+    net = StudentNetwork(action_size=A, width=32, num_layers=2, num_heads=4,
                          point_hidden=(32, 32), arch=arch)
     params = net.init(jax.random.PRNGKey(0), *inputs)
     return jax.jit(lambda *x: net.apply(params, *x))

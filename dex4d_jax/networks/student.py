@@ -1,12 +1,20 @@
 """Student "action world model" (SPEC section 6), flax linen.
 
 Four tokens of width `width` (MLP embeddings of the joint angles, joint velocities and last
-action, and a masked mean-max PointNet token of the paired points that ignores hidden
-points) pass through pre-LayerNorm self-attention blocks without positional encoding. The
-last-action token decodes the action, the joint-angle token the next joint angles and the
-joint-velocity token the next joint velocities. `arch="mlp"` is the paper's
-"w/o self-attention" ablation: the four tokens are concatenated and an MLP feeds the same
-three heads.
+action, and a point token of the masked paired points that ignores hidden points) pass
+through pre-LayerNorm self-attention blocks without positional encoding. The last-action
+token decodes the action, the joint-angle token the next joint angles and the joint-velocity
+token the next joint velocities. `arch="mlp"` is the paper's "w/o self-attention" ablation:
+the four tokens are concatenated and an MLP feeds the same three heads. `encoder` picks the
+point tokenizer: the Paired Point Encoding (a mean-max PointNet on the 6-D pairs, the
+paper's), or the Table II ablations "decoupled" (two PointNets) and "mlp" (flattened points;
+hidden points enter as zeros, so they still change nothing, but point order matters).
+
+The next-state heads predict the change: `next_qpos = qpos + head(token)` (likewise for the
+velocities), so an untrained head starts near the "nothing changes" predictor and the
+learned part is the dynamics. The joint-angle and joint-velocity sizes come from the inputs;
+a zero-size input (the `ap2ap_wrench` task has no joint angles) gets a learned constant
+token and an empty prediction.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dex4d_jax.networks.point_encoders import PointNet
+from dex4d_jax.networks.point_encoders import ENCODERS, PointEncoder
 
 ARCHS = ("transformer", "mlp")
 
@@ -29,8 +37,17 @@ class _Embed(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if x.shape[-1] == 0:  # nothing to embed: a learned constant token
+            token = self.param("token", nn.initializers.normal(1.0), (self.width,))
+            return jnp.broadcast_to(token, (*x.shape[:-1], self.width))
         x = nn.elu(nn.Dense(self.width, name="dense_0")(x))
         return nn.Dense(self.width, name="dense_1")(x)
+
+
+def _head(feat: jax.Array, size: int, name: str) -> jax.Array:
+    if size == 0:
+        return jnp.zeros((*feat.shape[:-1], 0), feat.dtype)
+    return nn.Dense(size, name=name)(feat)
 
 
 class _Block(nn.Module):
@@ -56,21 +73,21 @@ class StudentNetwork(nn.Module):
 
     Attributes:
       action_size: size of the action (22 on the robot).
-      num_joints: size of the joint angles and velocities (22 on the robot).
       width: token width.
       num_layers: self-attention blocks ("transformer") or hidden layers ("mlp").
       num_heads: attention heads.
       point_hidden: shared-MLP sizes of the PointNet.
       arch: one of ARCHS.
+      encoder: point tokenizer, one of point_encoders.ENCODERS.
     """
 
     action_size: int
-    num_joints: int
     width: int = 128
     num_layers: int = 4
     num_heads: int = 4
     point_hidden: Sequence[int] = (128, 128)
     arch: str = "transformer"
+    encoder: str = "paired"
 
     @nn.compact
     def __call__(
@@ -81,15 +98,22 @@ class StudentNetwork(nn.Module):
         points: jax.Array,
         visible: jax.Array,
     ) -> dict[str, jax.Array]:
-        """Args: qpos, qvel [..., J]; last_action [..., A]; points [..., P, 6]; visible
-        [..., P] bool. Returns {"action": [..., A], "next_qpos": [..., J],
-        "next_qvel": [..., J]}."""
+        """Args: qpos [..., Q]; qvel [..., V]; last_action [..., A]; points [..., P, 6];
+        visible [..., P] bool. Returns {"action": [..., A], "next_qpos": [..., Q],
+        "next_qvel": [..., V]}."""
         if self.arch not in ARCHS:
             raise ValueError(f"Unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
-        if points.shape[-1] != 6:
-            raise ValueError(f"Expected paired points [..., P, 6], got shape {points.shape}.")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"Unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        if points.shape[-1] != 6 or visible.shape != points.shape[:-1]:
+            raise ValueError(f"Expected paired points [..., P, 6] and visibility [..., P], got "
+                             f"shapes {points.shape} and {visible.shape}.")
+        if last_action.shape[-1] != self.action_size:
+            raise ValueError(f"Expected a last action of size {self.action_size}, got "
+                             f"{last_action.shape[-1]}.")
         visible = visible.astype(bool)
-        point_feat = PointNet(self.point_hidden, "mean_max", name="pointnet")(points, visible)
+        point_feat = PointEncoder(self.encoder, tuple(self.point_hidden), "mean_max",
+                                  name="points")(points, visible)
         tokens = [
             _Embed(self.width, name="embed_qpos")(qpos),
             _Embed(self.width, name="embed_qvel")(qvel),
@@ -110,6 +134,6 @@ class StudentNetwork(nn.Module):
             qpos_feat = qvel_feat = action_feat = h
         return {
             "action": nn.Dense(self.action_size, name="head_action")(action_feat),
-            "next_qpos": nn.Dense(self.num_joints, name="head_qpos")(qpos_feat),
-            "next_qvel": nn.Dense(self.num_joints, name="head_qvel")(qvel_feat),
+            "next_qpos": qpos + _head(qpos_feat, qpos.shape[-1], "head_qpos"),
+            "next_qvel": qvel + _head(qvel_feat, qvel.shape[-1], "head_qvel"),
         }

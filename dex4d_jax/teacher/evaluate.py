@@ -34,28 +34,39 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
-def make_rollout(env, policy_fn, episode_length: int):
+def make_rollout(env, policy_fn, episode_length: int, policy_init=None):
     """A jitted `(policy params, keys [B, 2]) -> per-episode metrics` over fixed-length episodes.
 
-    `policy_fn(params, obs) -> action` must be batched over the leading axis of `obs`.
+    `policy_fn(params, obs) -> action` must be batched over the leading axis of `obs`. A
+    policy with per-episode state and randomness (the student's point mask) gives
+    `policy_init(params, obs, keys [B, 2]) -> carry`, called on the first observation, and
+    `policy_fn(params, obs, carry, keys [B, 2]) -> (action, carry)`; its keys are derived
+    from each episode's key, so an episode's result does not depend on the batch it ran in.
     """
+    if policy_init is None:
+        stateless = policy_fn
+        policy_init = lambda params, obs, keys: ()  # noqa: E731
+        policy_fn = lambda params, obs, carry, keys: (stateless(params, obs), carry)  # noqa: E731
 
     def rollout(params, keys):
         state = jax.vmap(env.reset)(keys)
+        policy_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 7919)
+        policy_carry = policy_init(params, state.obs, policy_keys)
 
-        def body(carry, _):
-            state, first_done, min_dist = carry
-            action = policy_fn(params, state.obs)
+        def body(carry, t):
+            state, policy_carry, first_done, min_dist = carry
+            step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(policy_keys, t)
+            action, policy_carry = policy_fn(params, state.obs, policy_carry, step_keys)
             state = jax.vmap(env.step)(state, action)
             m = state.metrics
             min_dist = jnp.where(first_done, min_dist, jnp.minimum(min_dist, m["distance"]))
             first_done = jnp.logical_or(first_done, m["first_goal_reached"] > 0)
-            return (state, first_done, min_dist), (m["goal_reached"], state.reward)
+            return (state, policy_carry, first_done, min_dist), (m["goal_reached"], state.reward)
 
         batch = keys.shape[0]
-        init = (state, jnp.zeros(batch, bool), jnp.full(batch, jnp.inf))
-        (state, first_done, min_dist), (reached, reward) = jax.lax.scan(
-            body, init, None, length=episode_length)
+        init = (state, policy_carry, jnp.zeros(batch, bool), jnp.full(batch, jnp.inf))
+        (state, _, first_done, min_dist), (reached, reward) = jax.lax.scan(
+            body, init, jnp.arange(episode_length))
         return {
             "success": first_done.astype(jnp.float32),
             "episode_reward": reward.sum(0),

@@ -119,13 +119,18 @@ class Schedule:
         return self.steps_per_epoch * self.num_epochs
 
     @classmethod
+    def make(cls, per_iteration: int, num_timesteps: int, num_evals: int) -> Schedule:
+        """`num_evals - 1` epochs of whole iterations covering `num_timesteps` steps."""
+        iterations = math.ceil(num_timesteps / per_iteration)
+        epochs = max(1, min(max(num_evals - 1, 1), iterations))
+        iterations = max(1, math.ceil(num_timesteps / (epochs * per_iteration)))
+        return cls(per_iteration, iterations, epochs)
+
+    @classmethod
     def from_config(cls, ppo: config_dict.ConfigDict) -> Schedule:
         """The schedule of a config's `ppo` section."""
         per_iteration = ppo.batch_size * ppo.num_minibatches * ppo.unroll_length
-        iterations = math.ceil(ppo.num_timesteps / per_iteration)
-        epochs = max(1, min(max(ppo.num_evals - 1, 1), iterations))
-        iterations = max(1, math.ceil(ppo.num_timesteps / (epochs * per_iteration)))
-        return cls(per_iteration, iterations, epochs)
+        return cls.make(per_iteration, ppo.num_timesteps, ppo.num_evals)
 
 
 def make_optimizer(ppo: config_dict.ConfigDict) -> optax.GradientTransformation:
@@ -145,17 +150,17 @@ def _adaptive(ppo) -> bool:
     return ppo_optimizer.LRSchedule(schedule) == ppo_optimizer.LRSchedule.ADAPTIVE_KL
 
 
-def _host(tree):
+def host(tree):
     """Numpy copies of a pytree's leaves."""
     return jax.tree.map(np.asarray, tree)
 
 
-def _unreplicate(tree):
+def unreplicate(tree):
     """Numpy copy of the first local device's slice of a pmap output."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], tree)
 
 
-def _across_devices(name: str, value):
+def across_devices(name: str, value):
     """A metric over all devices: the largest of the maxima, the smallest minimum, the mean."""
     if "_max_" in name:
         return jax.lax.pmax(value, axis_name=AXIS)
@@ -164,7 +169,7 @@ def _across_devices(name: str, value):
     return jax.lax.pmean(value, axis_name=AXIS)
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
@@ -244,7 +249,7 @@ class PPOLoop:
     def _fresh(self, params, normalizer, key) -> LoopState:
         training = TrainingState(optimizer_state=self.optimizer.init(params), params=params,
                                  normalizer_params=normalizer)
-        return LoopState(_host(training), np.asarray(key), 0)
+        return LoopState(host(training), np.asarray(key), 0)
 
     def warm_start(self, state: LoopState, normalizer, policy, value, source: str) -> LoopState:
         """`state` with another run's parameters and normaliser, a fresh optimizer and step 0.
@@ -254,7 +259,7 @@ class PPOLoop:
         template = state.training
         given = {"policy": policy, "value": value}
         for name, tree in given.items():
-            _check_fits(getattr(template.params, name), tree, f"{name} parameters", source)
+            check_fits(getattr(template.params, name), tree, f"{name} parameters", source)
         normalizer = _into(template.normalizer_params,
                            serialization.to_state_dict(normalizer), "normaliser", source)
         params = ppo_losses.PPONetworkParams(
@@ -376,8 +381,8 @@ class PPOLoop:
         (training, _, _), metrics = jax.lax.scan(
             functools.partial(self._iteration, env_ids=env_ids), (training, env_state, key), None,
             length=self.schedule.iterations_per_epoch)
-        metrics = {k: _across_devices(k, jnp.mean(v)) for k, v in metrics.items()}
-        finite = jnp.logical_and(_all_finite(training), _all_finite(metrics))
+        metrics = {k: across_devices(k, jnp.mean(v)) for k, v in metrics.items()}
+        finite = jnp.logical_and(all_finite(training), all_finite(metrics))
         return training, metrics, finite
 
     def run_epoch(self, state: LoopState) -> tuple[LoopState, dict[str, float], bool]:
@@ -388,13 +393,13 @@ class PPOLoop:
                                   state.training)
         start = time.time()
         training, metrics, finite = self._epoch(replicated, epoch_key, self._env_ids)
-        metrics = {k: float(v) for k, v in _unreplicate(metrics).items()}
+        metrics = {k: float(v) for k, v in unreplicate(metrics).items()}
         seconds = time.time() - start
         finite = bool(np.all(np.asarray(finite))) and all(map(math.isfinite, metrics.values()))
         metrics = {"training/sps": self.schedule.steps_per_epoch / seconds,
                    **{f"training/{k}": v for k, v in metrics.items()}}
         steps = state.env_steps + self.schedule.steps_per_epoch
-        return LoopState(_unreplicate(training), np.asarray(key), steps), metrics, finite
+        return LoopState(unreplicate(training), np.asarray(key), steps), metrics, finite
 
     def inference_params(self, state: LoopState):
         """(normaliser, policy, value) params for Brax's inference function."""
@@ -442,9 +447,6 @@ def remove_stale_tmp(root: str) -> list[str]:
 def save_checkpoint(root: str, state: LoopState, epoch: int, extra_meta: dict | None = None
                     ) -> str:
     """Writes `state` to `root/<step>` atomically and returns that path."""
-    from orbax import checkpoint as ocp  # noqa: PLC0415
-
-    path = os.path.join(root, f"{state.env_steps:012d}")
     t = state.training
     tree = {
         "params": {"policy": t.params.policy, "value": t.params.value},
@@ -452,17 +454,30 @@ def save_checkpoint(root: str, state: LoopState, epoch: int, extra_meta: dict | 
         "optimizer": jax.tree.leaves(t.optimizer_state),
         "key": state.key,
     }
-    meta = {"format": FORMAT, "step": int(state.env_steps), "epoch": int(epoch),
-            "optimizer_tree": str(jax.tree.structure(t.optimizer_state)),
-            **(extra_meta or {})}
+    return write_checkpoint(root, state.env_steps, tree, t.optimizer_state, epoch, FORMAT,
+                            extra_meta)
+
+
+def write_checkpoint(root: str, step: int, tree, optimizer_state, epoch: int, fmt: str,
+                     extra_meta: dict | None = None) -> str:
+    """Writes `tree` (numpy leaves) and JSON metadata to `root/<step>` atomically.
+
+    The metadata records `fmt`, the step, the epoch and the optimizer state's tree structure
+    (checked on restore); returns the checkpoint's path.
+    """
+    from orbax import checkpoint as ocp  # noqa: PLC0415
+
+    path = os.path.join(root, f"{step:012d}")
+    meta = {"format": fmt, "step": int(step), "epoch": int(epoch),
+            "optimizer_tree": str(jax.tree.structure(optimizer_state)), **(extra_meta or {})}
     _checkpointer().save(path, ocp.args.Composite(
         state=ocp.args.StandardSave(jax.tree.map(np.asarray, tree)),
         meta=ocp.args.JsonSave(meta)))
     return path
 
 
-def read_checkpoint(path: str):
-    """(state tree of numpy arrays, metadata) of a checkpoint, failing clearly."""
+def read_checkpoint(path: str, fmt: str = FORMAT):
+    """(state tree of numpy arrays, metadata) of a checkpoint of format `fmt`, failing clearly."""
     from orbax import checkpoint as ocp  # noqa: PLC0415
 
     if not os.path.isdir(path):
@@ -471,9 +486,9 @@ def read_checkpoint(path: str):
         restored = _checkpointer().restore(path, ocp.args.Composite(
             state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
         tree, meta = restored["state"], restored["meta"]
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != fmt:
             raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}"
-                             f", expected {FORMAT!r}")
+                             f", expected {fmt!r}")
     except Exception as err:  # orbax raises many types for truncated or foreign files
         raise CheckpointError(
             f"Checkpoint {path} could not be read ({type(err).__name__}: {err}). It is corrupt "
@@ -504,7 +519,7 @@ def _describe(tree, dtypes: bool) -> dict:
             for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _check_fits(template, given, what: str, source: str, dtypes: bool = True) -> None:
+def check_fits(template, given, what: str, source: str, dtypes: bool = True) -> None:
     want, got = _describe(template, dtypes), _describe(given, dtypes)
     if want != got:
         diff = sorted(set(want.items()) ^ set(got.items()))[:4]
@@ -519,7 +534,7 @@ def _into(template, state_dict, what: str, source: str):
         tree = serialization.from_state_dict(template, state_dict)
     except Exception as err:
         raise CheckpointError(f"The {what} in {source} do not fit this run: {err}") from err
-    _check_fits(template, tree, what, source, dtypes=False)
+    check_fits(template, tree, what, source, dtypes=False)
     return jax.tree.map(lambda t, x: np.asarray(x, dtype=np.asarray(t).dtype), template, tree)
 
 
@@ -529,19 +544,23 @@ def restore_checkpoint(path: str, template: LoopState) -> LoopState:
     t = template.training
     params = ppo_losses.PPONetworkParams(policy=tree["params"]["policy"],
                                          value=tree["params"]["value"])
-    _check_fits(t.params, params, "parameters", path)
+    check_fits(t.params, params, "parameters", path)
     normalizer = _into(t.normalizer_params, tree["normalizer"], "normaliser", path)
-    leaves, treedef = jax.tree.flatten(t.optimizer_state)
-    saved = tree["optimizer"]
-    if (meta.get("optimizer_tree") != str(treedef) or len(saved) != len(leaves)
-            or any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves, strict=True))):
-        raise CheckpointError(f"The optimizer state in {path} does not fit this run's optimizer.")
-    optimizer_state = jax.tree.unflatten(
-        treedef, [np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(saved, leaves,
-                                                                         strict=True)])
+    optimizer_state = restore_optimizer(t.optimizer_state, tree["optimizer"], meta, path)
     training = TrainingState(optimizer_state=optimizer_state, params=params,
                              normalizer_params=normalizer)
     return LoopState(training, np.asarray(tree["key"], dtype=np.uint32), int(meta["step"]))
+
+
+def restore_optimizer(template, saved: list, meta: dict, path: str):
+    """The optimizer state saved as `saved` leaves, in the structure of `template`."""
+    leaves, treedef = jax.tree.flatten(template)
+    if (meta.get("optimizer_tree") != str(treedef) or len(saved) != len(leaves)
+            or any(np.shape(a) != np.shape(b) for a, b in zip(saved, leaves, strict=True))):
+        raise CheckpointError(f"The optimizer state in {path} does not fit this run's optimizer.")
+    return jax.tree.unflatten(
+        treedef, [np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(saved, leaves,
+                                                                         strict=True)])
 
 
 def describe_checkpoint(path: str) -> str:

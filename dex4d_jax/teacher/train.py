@@ -77,6 +77,40 @@ def load_params(path: str):
     return ppo_loop.load_inference_params(path)
 
 
+def read_run_config(run_dir: str) -> config_dict.ConfigDict:
+    """The config.json of a run directory, failing clearly."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise RunDirError(f"{path} not found (is {run_dir} a training run?).")
+    with open(path) as f:
+        return config_dict.ConfigDict(_tuples(json.load(f)))
+
+
+def load_policy(path: str, env):
+    """A teacher's deterministic policy from a run or checkpoint folder.
+
+    Returns:
+      (policy_fn(params, batched obs) -> action, params, run config, step, checkpoint path).
+    """
+    step, checkpoint = resolve_checkpoint(path)
+    config = read_run_config(os.path.dirname(os.path.dirname(checkpoint)))
+    networks = network_factory(config)(env.observation_size, env.action_size)
+    params = load_params(checkpoint)
+    ppo_loop.check_fits(networks.policy_network.init(jax.random.PRNGKey(0)), params[1],
+                        "policy parameters", checkpoint)
+    return deterministic_policy(networks), params, config, step, checkpoint
+
+
+def deterministic_policy(networks):
+    """`(params, batched obs) -> action`: the mode of the PPO networks' policy."""
+    inference = ppo_networks.make_inference_fn(networks)
+
+    def policy_fn(p, obs):
+        return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
+
+    return policy_fn
+
+
 def resolve_checkpoint(path: str) -> tuple[int, str]:
     """(step, checkpoint folder) of `path`: a checkpoint, or a run (its latest checkpoint)."""
     path = os.path.abspath(path)
@@ -106,13 +140,14 @@ def _tuples(value):
     return value
 
 
-def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume: bool):
+def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume: bool,
+                    check: Callable[[str], object] = None):
     """Checks the run directory and returns (config, start step, checkpoint path or None).
 
     A fresh run needs `out_dir` absent or empty; `resume` needs a run with a checkpoint, and
     continues from its saved config (a differing `config` is an error, not silently used). On
     resume, folders of interrupted saves are deleted and the latest complete checkpoint is
-    read once, so a corrupt one fails here with its path.
+    read once (by `check`, default `load_params`), so a corrupt one fails here with its path.
     """
     config_path = os.path.join(out_dir, "config.json")
     writer = jax.process_index() == 0
@@ -130,8 +165,7 @@ def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume:
         return config, 0, None
     if not os.path.isfile(config_path):
         raise RunDirError(f"Cannot resume: {config_path} not found (is {out_dir} a training run?).")
-    with open(config_path) as f:
-        saved = config_dict.ConfigDict(_tuples(json.load(f)))
+    saved = read_run_config(out_dir)
     if config is not None and config.to_dict() != saved.to_dict():
         raise RunDirError(
             f"--resume continues with the config saved in {config_path}; the arguments given "
@@ -142,7 +176,7 @@ def prepare_run_dir(out_dir: str, config: config_dict.ConfigDict | None, resume:
     if not checkpoints:
         raise RunDirError(f"Cannot resume: no complete checkpoint in {out_dir}/{CHECKPOINT_DIR}.")
     step, path = checkpoints[-1]
-    load_params(path)  # fail now, clearly, on a corrupt checkpoint
+    (check or load_params)(path)  # fail now, clearly, on a corrupt checkpoint
     return saved, step, path
 
 
@@ -159,6 +193,79 @@ def _diverged_message(out_dir: str, step: int, metrics: dict) -> str:
             "repeat the same computation, so start a new run from it with a fresh optimizer and "
             f"a lower learning rate: dex4d train teacher --init-from {good_path} "
             "--learning-rate LR --out NEW_DIR (with the same --env/--encoder/--preset/--set).")
+
+
+def run_epochs(out_dir: str, state: ppo_loop.LoopState, schedule: ppo_loop.Schedule,
+               run_epoch, save, evaluate, diverged_message, progress: bool = True,
+               log: Callable[[str], None] = print, start_step: int = 0) -> ppo_loop.LoopState:
+    """The epoch loop shared by teacher and student training; returns the final state.
+
+    Evaluates `state` first, then until the schedule's end: `run_epoch(state) -> (state,
+    metrics, finite)`, `save(root, state, epoch)` on process 0, `evaluate(state) -> dict`, one
+    line of metrics.jsonl and TensorBoard scalars per epoch, a progress bar. A non-finite epoch
+    raises TrainingDiverged with `diverged_message(out_dir, step, metrics)` before anything of
+    it is saved; Ctrl-C prints where to resume from and re-raises.
+    """
+    from tensorboardX import SummaryWriter  # noqa: PLC0415 (heavy import, only for training)
+    from tqdm import tqdm  # noqa: PLC0415
+
+    writer_process = jax.process_index() == 0
+    root = os.path.join(out_dir, CHECKPOINT_DIR)
+    total = schedule.total_steps
+    writer = SummaryWriter(os.path.join(out_dir, "tb")) if writer_process else None
+    bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True,
+               disable=not (progress and writer_process), dynamic_ncols=True)
+    t0 = time.time()
+    walltime = 0.0
+
+    def evaluate_and_log(step, metrics):
+        if not writer_process:
+            return
+        result = evaluate(state)
+        record = {"step": step, "time": time.time() - t0,
+                  **{k: _jsonable(v) for k, v in metrics.items()},
+                  **{f"eval/{k}": _jsonable(v) for k, v in result.items()}}
+        with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, step)
+        writer.flush()
+        bar.update(max(step - bar.n, 0))
+        bar.set_postfix(reward=f"{record['eval/episode_reward']:.1f}",
+                        success=f"{record['eval/success_rate']:.2f}")
+
+    try:
+        # The first evaluation and the first epoch compile (minutes for the robot on a CPU).
+        bar.set_description("compiling evaluation")
+        evaluate_and_log(state.env_steps, {})
+        first = True
+        while state.env_steps < total:
+            epoch = state.env_steps // schedule.steps_per_epoch
+            bar.set_description("compiling training" if first else "training")
+            next_state, metrics, finite = run_epoch(state)
+            bar.set_description("training")
+            first = False
+            if not finite:
+                raise ppo_loop.TrainingDiverged(
+                    diverged_message(out_dir, next_state.env_steps, metrics))
+            state = next_state
+            walltime += schedule.steps_per_epoch / metrics["training/sps"]
+            metrics["training/walltime"] = walltime
+            if writer_process:
+                save(root, state, epoch + 1)
+            evaluate_and_log(state.env_steps, metrics)
+    except KeyboardInterrupt:
+        bar.close()
+        saved = list_checkpoints(out_dir)
+        where = f"step {saved[-1][0]:,}" if saved else "nothing yet"
+        log(f"\nInterrupted. Last checkpoint: {where}. Continue with --resume --out {out_dir}")
+        raise
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return state
 
 
 def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: bool = False,
@@ -183,9 +290,6 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
       ppo_loop.TrainingDiverged: a loss, parameter or optimizer value became NaN or infinite;
         the message names the last good checkpoint and how to go on from it.
     """
-    from tensorboardX import SummaryWriter  # noqa: PLC0415 (heavy import, only for training)
-    from tqdm import tqdm  # noqa: PLC0415
-
     out_dir = os.path.abspath(out_dir)  # orbax needs absolute paths
     source = None
     if init_from is not None:
@@ -222,75 +326,21 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, resume: b
         if writer_process:  # step 0: resumable at once, and a good checkpoint to fall back to
             ppo_loop.save_checkpoint(root, state, 0)
 
-    inference = ppo_networks.make_inference_fn(networks)
-
-    def policy_fn(p, obs):
-        return inference(p, deterministic=True)(obs, jax.random.PRNGKey(0))[0]
-
-    rollout = evaluation.make_rollout(make_env(config, evaluation=True), policy_fn,
-                                      ppo_cfg.episode_length)
+    rollout = evaluation.make_rollout(make_env(config, evaluation=True),
+                                      deterministic_policy(networks), ppo_cfg.episode_length)
 
     def run_eval(params, num_episodes, seed):
         return evaluation.evaluate(rollout, params, num_episodes, seed,
                                    batch_size=ppo_cfg.num_eval_envs)
 
-    writer = SummaryWriter(os.path.join(out_dir, "tb")) if writer_process else None
-    bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True,
-               disable=not (progress and writer_process), dynamic_ncols=True)
+    def evaluate_params(state):
+        return run_eval(loop.inference_params(state), ppo_cfg.num_eval_envs,
+                        config.eval.seed + 1).as_dict()
+
     t0 = time.time()
-    walltime = 0.0
-
-    def write_record(step, metrics):
-        record = {"step": step, "time": time.time() - t0,
-                  **{k: _jsonable(v) for k, v in metrics.items()}}
-        with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                writer.add_scalar(key, value, step)
-        writer.flush()
-        bar.update(max(step - bar.n, 0))
-        bar.set_postfix(reward=f"{record['eval/episode_reward']:.1f}",
-                        success=f"{record['eval/success_rate']:.2f}")
-
-    def evaluate_and_log(step, metrics):
-        if not writer_process:
-            return
-        result = run_eval(loop.inference_params(state), ppo_cfg.num_eval_envs,
-                          config.eval.seed + 1)
-        write_record(step, {**metrics, **{f"eval/{k}": v for k, v in result.as_dict().items()}})
-
-    try:
-        # The first evaluation and the first epoch compile (minutes for the robot on a CPU).
-        bar.set_description("compiling evaluation")
-        evaluate_and_log(state.env_steps, {})
-        first = True
-        while state.env_steps < total:
-            epoch = state.env_steps // schedule.steps_per_epoch
-            bar.set_description("compiling training" if first else "training")
-            next_state, metrics, finite = loop.run_epoch(state)
-            bar.set_description("training")
-            first = False
-            if not finite:
-                raise ppo_loop.TrainingDiverged(
-                    _diverged_message(out_dir, next_state.env_steps, metrics))
-            state = next_state
-            walltime += schedule.steps_per_epoch / metrics["training/sps"]
-            metrics["training/walltime"] = walltime
-            if writer_process:
-                ppo_loop.save_checkpoint(root, state, epoch + 1)
-            evaluate_and_log(state.env_steps, metrics)
-    except KeyboardInterrupt:
-        bar.close()
-        saved = list_checkpoints(out_dir)
-        where = f"step {saved[-1][0]:,}" if saved else "nothing yet"
-        log(f"\nInterrupted. Last checkpoint: {where}. Continue with --resume --out {out_dir}")
-        raise
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-
+    state = run_epochs(out_dir, state, schedule, loop.run_epoch, ppo_loop.save_checkpoint,
+                       evaluate_params, _diverged_message, progress=progress, log=log,
+                       start_step=start_step)
     result = run_eval(loop.inference_params(state), config.eval.num_episodes, config.eval.seed)
     if writer_process:
         with open(os.path.join(out_dir, "eval.json"), "w") as f:
