@@ -192,7 +192,8 @@ def test_two_devices_match_one(teacher_run, tmp_path):
         diff = max(float(np.abs(a - b).max()) for a, b in zip(*leaves))
         start = jax.tree.leaves(loop.init_state(0).training.params)
         moved = max(float(np.abs(a - b).max()) for a, b in zip(leaves[0], start))
-        gap = abs(out[1][1]["training/loss/action"] - out[2][1]["training/loss/action"])
+        # Same environments, masks and batches: every logged figure agrees.
+        gap = max(abs(out[1][1][k] - out[2][1][k]) for k in out[1][1] if k != "training/sps")
         print("RESULT", diff, moved, gap)
     """)
     prelude = ("import jax\n"
@@ -203,7 +204,7 @@ def test_two_devices_match_one(teacher_run, tmp_path):
         env=_subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"), cwd=_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diff, moved, gap = map(float, proc.stdout.split("RESULT")[1].split())
-    assert moved > 1e-3  # the epoch did update the student (16 Adam steps of lr 1e-4)
+    assert moved > 1e-4  # the epoch did update the student (4 Adam steps of lr 1e-4)
     # Same batches, same losses; the summation order of the gradients differs, and Adam's
     # normalised steps turn rounding in near-zero gradient entries into a fraction of a step.
     assert gap < 1e-5 and diff < 1e-4, (diff, gap)
