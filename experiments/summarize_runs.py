@@ -48,7 +48,7 @@ def _student_table(runs) -> None:
               f"| {'yes' if config['dagger']['world_model_weight'] > 0 else 'no'} "
               f"| {config['dagger']['seed']} | {ev['step']:,} | {ev['train_seconds'] / 60:.1f} "
               f"| {ev['student']['success_rate']:.3f} | {ev['teacher']['success_rate']:.3f} "
-              f"| {ev['success_ratio']:.3f} "
+              f"| {'-' if ev['success_ratio'] is None else format(ev['success_ratio'], '.3f')} "
               f"| {ev['student']['goals_reached']:.2f} / {ev['teacher']['goals_reached']:.2f} "
               f"| {model} |")
 

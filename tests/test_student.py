@@ -18,9 +18,9 @@ def _inputs(batch=(3,)):
     return f(J), f(J), f(A), f(P, 6), visible
 
 
-def _student(arch, inputs):
+def _student(arch, inputs, encoder="paired"):
     net = StudentNetwork(action_size=A, width=32, num_layers=2, num_heads=4,
-                         point_hidden=(32, 32), arch=arch)
+                         point_hidden=(32, 32), arch=arch, encoder=encoder)
     params = net.init(jax.random.PRNGKey(0), *inputs)
     return jax.jit(lambda *x: net.apply(params, *x))
 
@@ -41,10 +41,11 @@ def test_student_shapes_and_batch_dims(arch):
         np.testing.assert_allclose(out[k][1, 2], single[k], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["transformer", "mlp"])
-def test_student_ignores_hidden_points(arch):
+@pytest.mark.parametrize("arch,encoder", [("transformer", "paired"), ("mlp", "paired"),
+                                          ("transformer", "decoupled"), ("transformer", "mlp")])
+def test_student_ignores_hidden_points(arch, encoder):
     qpos, qvel, act, points, visible = _inputs()
-    f = _student(arch, (qpos, qvel, act, points, visible))
+    f = _student(arch, (qpos, qvel, act, points, visible), encoder)
     moved = jnp.where(visible[..., None], points, points + 100.0 * jnp.asarray(
         RNG.normal(size=points.shape), jnp.float32))
     _close(f(qpos, qvel, act, points, visible), f(qpos, qvel, act, moved, visible))
@@ -54,10 +55,11 @@ def test_student_ignores_hidden_points(arch):
     assert np.abs(out["action"] - out2["action"]).max() > 1e-4
 
 
-@pytest.mark.parametrize("arch", ["transformer", "mlp"])
-def test_student_invariant_to_joint_point_permutation(arch):
+@pytest.mark.parametrize("arch,encoder", [("transformer", "paired"), ("mlp", "paired"),
+                                          ("transformer", "decoupled")])
+def test_student_invariant_to_joint_point_permutation(arch, encoder):
     qpos, qvel, act, points, visible = _inputs()
-    f = _student(arch, (qpos, qvel, act, points, visible))
+    f = _student(arch, (qpos, qvel, act, points, visible), encoder)
     perm = RNG.permutation(P)
     _close(f(qpos, qvel, act, points, visible),
            f(qpos, qvel, act, points[:, perm], visible[:, perm]))
@@ -146,3 +148,23 @@ def test_mask_paired_points_indices_noise_and_visibility():
     quiet, _ = masking.mask_paired_points(jax.random.PRNGKey(7), paired, indices,
                                           masking.MaskingConfig(noise_std=0.0))
     np.testing.assert_array_equal(quiet, paired[indices])
+
+
+def test_student_without_joint_angles_and_residual_heads():
+    """A zero-size joint-angle input (the wrench task) gets a learned token and an empty
+    prediction; next-state heads add a change to the current state."""
+    qpos, qvel, act, points, visible = _inputs()
+    empty = qpos[..., :0]
+    net = StudentNetwork(action_size=A, width=32, num_layers=2, num_heads=4,
+                         point_hidden=(32, 32))
+    params = net.init(jax.random.PRNGKey(0), empty, qvel, act, points, visible)
+    assert "token" in params["params"]["embed_qpos"]
+    out = net.apply(params, empty, qvel, act, points, visible)
+    assert out["next_qpos"].shape == (3, 0) and np.all(np.isfinite(out["next_qvel"]))
+    # Zero the velocity head: the prediction is then exactly "nothing changes".
+    zeroed = jax.tree_util.tree_map_with_path(
+        lambda p, x: jnp.zeros_like(x) if "head_qvel" in jax.tree_util.keystr(p) else x, params)
+    np.testing.assert_array_equal(net.apply(zeroed, empty, qvel, act, points, visible)
+                                  ["next_qvel"], qvel)
+    with pytest.raises(ValueError, match="last action of size"):
+        net.apply(params, empty, qvel, act[..., :2], points, visible)

@@ -134,8 +134,9 @@ def train_student(config: config_dict.ConfigDict | None, out_dir: str, resume: b
         "train_seconds": time.time() - t0,
         "student": student.as_dict(),
         "teacher": teacher.as_dict(),
+        # null when the teacher never succeeds (nothing to compare with).
         "success_ratio": (student.success_rate / teacher.success_rate
-                          if teacher.success_rate > 0 else float("nan")),
+                          if teacher.success_rate > 0 else None),
         # Held-out world-model errors of the last epoch (absent when resuming a finished run).
         "world_model": {k.removeprefix("training/loss/"): v for k, v in last_metrics.items()
                         if k.startswith("training/loss/next_")},
