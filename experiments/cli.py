@@ -345,7 +345,10 @@ def _train_student(args, parser, argv: list[str]) -> int:
                 parser.error(f"--set {key}: no such student setting; valid: "
                              + ", ".join(f"{s}.{n}" for s in ("network", "masking", "dagger", "eval")
                                          for n in config[s]))
-            config[section][name] = value
+            try:
+                config[section][name] = value
+            except (TypeError, ValueError) as err:
+                parser.error(f"--set {key}={value!r}: {err}")
         try:
             config = train.bind_teacher(config, args.teacher, args.env)
         except (teacher_train.RunDirError, FileNotFoundError, ValueError) as err:
