@@ -297,6 +297,27 @@ class Ap2ap(base.MjxEnv):
                                   TEACHER_LAYOUT["last_action"])
 
     @property
+    def deploy_info(self) -> dict:
+        """What a deployed policy must know about this task (stored in exported ONNX files):
+        joint order, the action mapping (arm deltas at `arm_speed_scale * arm_delta_dt` per
+        control step, hand absolute over the joint ranges), joint limits, control rate, and the
+        points' frame (the robot base frame: world shifted down by the table height)."""
+        cfg = self._config
+        low, high = np.asarray(self._joint_low), np.asarray(self._joint_high)
+        return {
+            "joint_names": list(robot.JOINT_NAMES),
+            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": robot.NUM_ARM,
+                               "arm_step": float(cfg.arm_speed_scale * cfg.arm_delta_dt),
+                               "arm_speed_scale": float(cfg.arm_speed_scale),
+                               "arm_delta_dt": float(cfg.arm_delta_dt),
+                               "joint_low": low.tolist(), "joint_high": high.tolist()},
+            "control_frequency_hz": 1.0 / float(cfg.ctrl_dt),
+            "points_origin_in_world": BASE.tolist(),
+            "success_threshold": float(cfg.success_threshold),
+            "hold_steps": int(cfg.hold_steps),
+        }
+
+    @property
     def action_size(self) -> int:
         """22 joint commands (arm deltas, hand absolute targets)."""
         return robot.NUM_JOINTS

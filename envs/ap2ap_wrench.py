@@ -104,6 +104,24 @@ class Ap2apWrench(base.MjxEnv):
                                   slice(n + 6, n + 12))
 
     @property
+    def deploy_info(self) -> dict:
+        """What a deployed policy must know about this task (stored in exported ONNX files).
+
+        The "joints" are the commanded twist's components; points are in the table frame
+        (world shifted down by the table height)."""
+        cfg = self._config
+        return {
+            "joint_names": ["lin_x", "lin_y", "lin_z", "ang_x", "ang_y", "ang_z"],
+            "action_mapping": {"kind": "twist", "frame": "world",
+                               "max_lin_speed": float(cfg.max_lin_speed),
+                               "max_ang_speed": float(cfg.max_ang_speed)},
+            "control_frequency_hz": 1.0 / float(cfg.ctrl_dt),
+            "points_origin_in_world": [0.0, 0.0, TABLE_HEIGHT],
+            "success_threshold": float(cfg.success_threshold),
+            "hold_steps": int(cfg.hold_steps),
+        }
+
+    @property
     def objects(self) -> list[objects.ObjectSpec]:
         """The object set, indexed by `state.info['object_id']`."""
         return self._objects

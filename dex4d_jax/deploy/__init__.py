@@ -1,0 +1,1 @@
+"""Deploy runtime: runs an exported ONNX policy with numpy and onnxruntime only (no JAX)."""

@@ -1,0 +1,276 @@
+"""ONNX graphs of the student and teacher networks, built op by op from their parameters.
+
+Each function below mirrors one flax module of `dex4d_jax.networks` and reads that module's
+parameter tree (plain numpy arrays), so the graph computes the same function as the `apply`
+used in training; `dex4d_jax.export.export_policy` checks that on random inputs before it
+writes a file, and the tests check it again through onnxruntime.
+
+Why not jax2onnx: its latest release pins orbax-checkpoint below the version our training
+stack needs (SPEC section 12), and the networks use a dozen ops. Opset 18: LayerNormalization
+is there (17) and every op here runs on onnxruntime builds of the last three years; GELU is
+written out (flax's tanh approximation) rather than the opset-20 Gelu op for the same reason.
+
+Only numpy and onnx are imported: building a graph needs no JAX.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 18
+IR_VERSION = 8  # onnxruntime >= 1.14 reads it
+
+
+class Graph:
+    """A growing ONNX graph: constants, nodes and fresh names."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        """A fresh value name."""
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
+        """A constant tensor (a float32 array unless `dtype` says otherwise)."""
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
+        """One node with one output; returns the output's name."""
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def output(self, value: str, name: str) -> None:
+        """Gives `value` the graph-output name `name`."""
+        self.nodes.append(helper.make_node("Identity", [value], [name]))
+
+    # -- layers (each mirrors a flax module) ---------------------------------------------------
+
+    def dense(self, x: str, p: Mapping) -> str:
+        """flax.linen.Dense: x @ kernel + bias."""
+        y = self.op("MatMul", x, self.const(p["kernel"], "kernel"))
+        return self.op("Add", y, self.const(p["bias"], "bias")) if "bias" in p else y
+
+    def activation(self, x: str, name: str) -> str:
+        """A flax.linen activation by name."""
+        if name == "elu":
+            return self.op("Elu", x, alpha=1.0)
+        if name == "relu":
+            return self.op("Relu", x)
+        if name == "tanh":
+            return self.op("Tanh", x)
+        if name in ("silu", "swish"):
+            return self.op("Mul", x, self.op("Sigmoid", x))
+        if name == "gelu":
+            return self.gelu(x)
+        raise ValueError(f"No ONNX export for activation {name!r} (elu, relu, tanh, silu, gelu).")
+
+    def gelu(self, x: str) -> str:
+        """flax.linen.gelu (approximate=True): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+        cube = self.op("Mul", self.op("Mul", x, x), x)
+        inner = self.op("Add", x, self.op("Mul", cube, self.const(0.044715)))
+        t = self.op("Tanh", self.op("Mul", inner, self.const(math.sqrt(2.0 / math.pi))))
+        half_x = self.op("Mul", x, self.const(0.5))
+        return self.op("Mul", half_x, self.op("Add", t, self.const(1.0)))
+
+    def layer_norm(self, x: str, p: Mapping, epsilon: float = 1e-6) -> str:
+        """flax.linen.LayerNorm over the last axis (flax's default epsilon)."""
+        return self.op("LayerNormalization", x, self.const(p["scale"]), self.const(p["bias"]),
+                       axis=-1, epsilon=epsilon)
+
+    def batch_shape(self, x: str, tail: list[int]) -> str:
+        """The int64 shape [B, *tail], B read from the first axis of `x`."""
+        batch = self.op("Slice", self.op("Shape", x), self.const([0], dtype=np.int64),
+                        self.const([1], dtype=np.int64))
+        return self.op("Concat", batch, self.const(tail, dtype=np.int64), axis=0)
+
+    def slice_last(self, x: str, start: int, stop: int) -> str:
+        """x[..., start:stop]."""
+        return self.op("Slice", x, self.const([start], dtype=np.int64),
+                       self.const([stop], dtype=np.int64), self.const([-1], dtype=np.int64))
+
+    def pool(self, features: str, pooling: str, mask_f: str | None, mask_b: str | None) -> str:
+        """point_encoders.pool over axis 1 of [B, N, F]; `mask_f` [B, N, 1] float, `mask_b`
+        [B, N, 1] bool (None: every point counts)."""
+        axes = self.const([1], dtype=np.int64)
+        if mask_f is None:
+            mean = self.op("ReduceMean", features, axes, keepdims=0)
+            maximum = self.op("ReduceMax", features, axes, keepdims=0)
+        else:
+            count = self.op("ReduceSum", mask_f, axes, keepdims=0)  # [B, 1]
+            total = self.op("ReduceSum", self.op("Mul", features, mask_f), axes, keepdims=0)
+            mean = self.op("Div", total, self.op("Max", count, self.const(1.0)))
+            hidden_low = self.op("Where", mask_b, features, self.const(-np.inf))
+            maximum = self.op("ReduceMax", hidden_low, axes, keepdims=0)
+            any_visible = self.op("Greater", count, self.const(0.0))
+            maximum = self.op("Where", any_visible, maximum, self.const(0.0))
+        if pooling == "mean":
+            return mean
+        if pooling == "max":
+            return maximum
+        if pooling == "mean_max":
+            return self.op("Concat", mean, maximum, axis=-1)
+        raise ValueError(f"Unknown pooling {pooling!r}")
+
+    def point_net(self, points: str, p: Mapping, pooling: str, activation: str,
+                  mask_f: str | None, mask_b: str | None) -> str:
+        """point_encoders.PointNet: shared MLP on every point, then pooling."""
+        x = points
+        for i in range(len(p)):
+            x = self.activation(self.dense(x, p[f"shared_{i}"]), activation)
+        return self.pool(x, pooling, mask_f, mask_b)
+
+    def point_encoder(self, points: str, p: Mapping, kind: str, pooling: str, activation: str,
+                      mask: str | None, num_points: int) -> str:
+        """point_encoders.PointEncoder on paired points [B, N, 6]; `mask` [B, N] bool or None."""
+        mask_b = mask_f = None
+        if mask is not None:
+            mask_b = self.op("Unsqueeze", mask, self.const([-1], dtype=np.int64))
+            mask_f = self.op("Cast", mask_b, to=TensorProto.FLOAT)
+        if kind == "paired":
+            return self.point_net(points, p["paired"], pooling, activation, mask_f, mask_b)
+        if kind == "decoupled":
+            current = self.point_net(self.slice_last(points, 0, 3), p["current"], pooling,
+                                     activation, mask_f, mask_b)
+            target = self.point_net(self.slice_last(points, 3, 6), p["target"], pooling,
+                                    activation, mask_f, mask_b)
+            return self.op("Concat", current, target, axis=-1)
+        if kind == "mlp":
+            x = points if mask_f is None else self.op("Mul", points, mask_f)
+            x = self.op("Reshape", x, self.const([0, num_points * 6], dtype=np.int64))
+            for i in range(len(p)):
+                x = self.activation(self.dense(x, p[f"mlp_{i}"]), activation)
+            return x
+        raise ValueError(f"Unknown point encoder {kind!r}")
+
+    def attention(self, x: str, p: Mapping, num_heads: int) -> str:
+        """flax.linen.MultiHeadDotProductAttention, self-attention over axis 1 of [B, T, W]."""
+        width = p["query"]["kernel"].shape[0]
+        head_dim = p["query"]["kernel"].shape[-1]
+        split = self.const([0, 0, num_heads, head_dim], dtype=np.int64)
+
+        def project(q):  # [B, T, W] -> [B, H, T, D]
+            kernel = p[q]["kernel"].reshape(width, num_heads * head_dim)
+            y = self.dense(x, {"kernel": kernel, "bias": p[q]["bias"].reshape(-1)})
+            return self.op("Transpose", self.op("Reshape", y, split), perm=[0, 2, 1, 3])
+
+        query = self.op("Mul", project("query"), self.const(1.0 / math.sqrt(head_dim)))
+        key_t = self.op("Transpose", project("key"), perm=[0, 1, 3, 2])
+        weights = self.op("Softmax", self.op("MatMul", query, key_t), axis=-1)
+        out = self.op("Transpose", self.op("MatMul", weights, project("value")), perm=[0, 2, 1, 3])
+        out = self.op("Reshape", out, self.const([0, 0, num_heads * head_dim], dtype=np.int64))
+        kernel = p["out"]["kernel"].reshape(num_heads * head_dim, -1)
+        return self.dense(out, {"kernel": kernel, "bias": p["out"]["bias"]})
+
+    def model(self, inputs: list, outputs: list, metadata: Mapping[str, str]) -> onnx.ModelProto:
+        """The checked ModelProto of this graph."""
+        graph = helper.make_graph(self.nodes, "dex4d_policy", inputs, outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="dex4d-jax")
+        model.ir_version = IR_VERSION
+        for key, value in metadata.items():
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(value)))
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def _input(name: str, dtype, dims: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, dims)
+
+
+def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
+                  metadata: Mapping[str, str]) -> onnx.ModelProto:
+    """The student (networks/student.py StudentNetwork) as an ONNX model.
+
+    Args:
+      params: the network's parameters (`{"params": ...}` or the inner dict), numpy arrays.
+      network: the run config's `network` section (width, num_layers, num_heads, arch, encoder).
+      sizes: {"joint_pos", "joint_vel", "action", "points"}: input sizes.
+      metadata: key/value pairs stored in the file.
+
+    Inputs: joint_pos [B, Q], joint_vel [B, V], last_action [B, A] (float32), paired_points
+    [B, P, 6] (float32), point_mask [B, P] (bool). Outputs: action [B, A] (clipped to [-1, 1],
+    what the environment executes), next_joint_pos [B, Q], next_joint_vel [B, V].
+    """
+    p = params.get("params", params)
+    q, v, a, n = sizes["joint_pos"], sizes["joint_vel"], sizes["action"], sizes["points"]
+    width = int(network["width"])
+    g = Graph()
+
+    def embed(x: str, size: int, sub: Mapping) -> str:
+        if size == 0:  # the learned constant token, broadcast over the batch
+            return g.op("Expand", g.const(sub["token"]), g.batch_shape("last_action", [width]))
+        return g.dense(g.activation(g.dense(x, sub["dense_0"]), "elu"), sub["dense_1"])
+
+    point_feat = g.point_encoder("paired_points", p["points"], network["encoder"], "mean_max",
+                                 "elu", "point_mask", n)
+    tokens = [embed("joint_pos", q, p["embed_qpos"]), embed("joint_vel", v, p["embed_qvel"]),
+              embed("last_action", a, p["embed_action"]), g.dense(point_feat, p["embed_points"])]
+    axis1 = g.const([1], dtype=np.int64)
+    x = g.op("Concat", *(g.op("Unsqueeze", t, axis1) for t in tokens), axis=1)  # [B, 4, W]
+    if network["arch"] == "transformer":
+        for i in range(int(network["num_layers"])):
+            b = p[f"block_{i}"]
+            x = g.op("Add", x, g.attention(g.layer_norm(x, b["ln_attn"]), b["attn"],
+                                           int(network["num_heads"])))
+            h = g.gelu(g.dense(g.layer_norm(x, b["ln_mlp"]), b["mlp_0"]))
+            x = g.op("Add", x, g.dense(h, b["mlp_1"]))
+        x = g.layer_norm(x, p["ln_out"])
+        feats = [g.op("Gather", x, g.const(i, dtype=np.int64), axis=1) for i in range(3)]
+    elif network["arch"] == "mlp":
+        h = g.op("Reshape", x, g.const([0, 4 * width], dtype=np.int64))
+        for i in range(int(network["num_layers"])):
+            h = g.activation(g.dense(h, p[f"mlp_{i}"]), "elu")
+        feats = [h, h, h]
+    else:
+        raise ValueError(f"Unknown student arch {network['arch']!r}")
+    action = g.op("Clip", g.dense(feats[2], p["head_action"]), g.const(-1.0), g.const(1.0))
+    g.output(action, "action")
+    for name, size, feat, head in (("joint_pos", q, feats[0], "head_qpos"),
+                                   ("joint_vel", v, feats[1], "head_qvel")):
+        nxt = name if size == 0 else g.op("Add", name, g.dense(feat, p[head]))
+        g.output(nxt, f"next_{name}")
+    f32, b = TensorProto.FLOAT, "batch"
+    inputs = [_input("joint_pos", f32, [b, q]), _input("joint_vel", f32, [b, v]),
+              _input("last_action", f32, [b, a]), _input("paired_points", f32, [b, n, 6]),
+              _input("point_mask", TensorProto.BOOL, [b, n])]
+    outputs = [_input("action", f32, [b, a]), _input("next_joint_pos", f32, [b, q]),
+               _input("next_joint_vel", f32, [b, v])]
+    return g.model(inputs, outputs, metadata)
+
+
+def teacher_model(params: Mapping, network: Mapping, obs_size: int, action_size: int,
+                  metadata: Mapping[str, str]) -> onnx.ModelProto:
+    """A teacher's deterministic policy (networks/ppo.py PointPolicy's mean) as an ONNX model.
+
+    Input: observation [B, D] (the environment's policy observation, float32). Output: action
+    [B, A], the Gaussian's mean clipped to [-1, 1] (what the environment executes).
+    """
+    p = params.get("params", params)
+    trunk = p["trunk"]
+    g = Graph()
+    n = int(network["num_points"])
+    x = "observation"
+    if n:
+        points = g.op("Reshape", g.slice_last(x, 0, 6 * n), g.const([0, n, 6], dtype=np.int64))
+        encoding = g.point_encoder(points, trunk["PointEncoder_0"], network["encoder"],
+                                   network["pooling"], network["activation"], None, n)
+        x = g.op("Concat", encoding, g.slice_last(x, 6 * n, obs_size), axis=-1)
+    for i in range(len(network["policy_hidden"])):
+        x = g.activation(g.dense(x, trunk[f"Dense_{i}"]), network["activation"])
+    action = g.op("Clip", g.dense(x, p["Dense_0"]), g.const(-1.0), g.const(1.0))
+    g.output(action, "action")
+    f32 = TensorProto.FLOAT
+    return g.model([_input("observation", f32, ["batch", obs_size])],
+                   [_input("action", f32, ["batch", action_size])], metadata)

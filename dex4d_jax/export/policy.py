@@ -1,0 +1,218 @@
+"""`dex4d export`: a trained student or teacher to one ONNX file with its contract inside.
+
+The graph is built from the same parameters and mirrors the same flax modules that training
+applies (onnx_graph.py); before anything is written, the graph runs in onnxruntime on random
+inputs at batch 1 and 33 and must match the JAX function to `tolerance`, or the export fails.
+The file is written to a temporary name and renamed, so a failed export leaves nothing.
+
+Student contract ("dex4d-student/1"): inputs joint_pos [B, Q], joint_vel [B, V],
+last_action [B, A], paired_points [B, P, 6] (float32), point_mask [B, P] (bool); outputs
+action [B, A] in [-1, 1], next_joint_pos [B, Q], next_joint_vel [B, V]. Teacher contract
+("dex4d-teacher/1"): observation [B, D] -> action [B, A]. Metadata (JSON strings, keys
+`dex4d.*`): the contract, package version, environment (name and overrides), joint names
+in action order, action mapping, control frequency, number of points, the points' frame,
+input sizes, success threshold and hold steps, and the checkpoint it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+
+import dex4d_jax
+from dex4d_jax.export import onnx_graph
+from dex4d_jax.student import dagger
+from dex4d_jax.student import train as student_train
+from dex4d_jax.teacher import ppo_loop
+from dex4d_jax.teacher import train as teacher_train
+
+STUDENT_CONTRACT = "dex4d-student/1"
+TEACHER_CONTRACT = "dex4d-teacher/1"
+STUDENT_INPUTS = ("joint_pos", "joint_vel", "last_action", "paired_points", "point_mask")
+STUDENT_OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
+
+
+def _numpy_tree(tree):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), jax.device_get(tree))
+
+
+def _metadata(kind: str, env, config, checkpoint: str, step: int, sizes: dict) -> dict:
+    info = env.deploy_info
+    return {
+        "dex4d.contract": kind,
+        "dex4d.version": dex4d_jax.__version__,
+        "dex4d.env": config.env.name,
+        "dex4d.env_overrides": json.dumps(config.env.overrides.to_dict(), sort_keys=True),
+        "dex4d.joint_names": json.dumps(info["joint_names"]),
+        "dex4d.action_mapping": json.dumps(info["action_mapping"]),
+        "dex4d.control_frequency_hz": json.dumps(info["control_frequency_hz"]),
+        "dex4d.num_points": json.dumps(sizes.get("points", 0)),
+        "dex4d.points_origin_in_world": json.dumps(info["points_origin_in_world"]),
+        "dex4d.success_threshold": json.dumps(info["success_threshold"]),
+        "dex4d.hold_steps": json.dumps(info["hold_steps"]),
+        "dex4d.sizes": json.dumps(sizes),
+        "dex4d.checkpoint": checkpoint,
+        "dex4d.step": json.dumps(step),
+    }
+
+
+def random_student_inputs(sizes: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of the student contract (about a third of the points hidden)."""
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    return {
+        "joint_pos": normal(batch, sizes["joint_pos"]),
+        "joint_vel": normal(batch, sizes["joint_vel"]),
+        "last_action": rng.uniform(-1, 1, (batch, sizes["action"])).astype(np.float32),
+        "paired_points": normal(batch, sizes["points"], 6, scale=0.1),
+        "point_mask": rng.uniform(size=(batch, sizes["points"])) > 0.3,
+    }
+
+
+class LoadedPolicy:
+    """A run's policy as JAX sees it: what `dex4d export` exports and checks against.
+
+    Attributes:
+      kind: STUDENT_CONTRACT or TEACHER_CONTRACT.
+      env: the run's environment.
+      config: the run's config.
+      params: the network parameters (the student's, or the teacher's policy network's).
+      step, checkpoint: where they came from.
+      sizes: the input sizes.
+      apply: `(inputs dict of numpy arrays) -> outputs dict`, jitted JAX, the reference.
+    """
+
+    def __init__(self, path: str):
+        step, checkpoint = teacher_train.resolve_checkpoint(path)
+        run_dir = os.path.dirname(os.path.dirname(checkpoint))
+        config = teacher_train.read_run_config(run_dir)
+        self.step, self.checkpoint, self.config = step, checkpoint, config
+        self.env = teacher_train.make_env(config, evaluation=True)
+        if "dagger" in config:
+            self._load_student()
+        elif "ppo" in config:
+            self._load_teacher()
+        else:
+            raise teacher_train.RunDirError(f"{run_dir}/config.json is neither a teacher's nor "
+                                            "a student's run.")
+
+    def _load_student(self):
+        env, config = self.env, self.config
+        policy = student_train.make_policy(config, env)
+        obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape), obs)
+        template = policy.init(jax.random.PRNGKey(0), zeros)
+        self.params = dagger.load_student_params(self.checkpoint)
+        ppo_loop.check_fits(template, self.params, "student parameters", self.checkpoint)
+        layout = env.student_layout
+        qpos, qvel, last, _ = layout.split(zeros)
+        self.kind = STUDENT_CONTRACT
+        self.sizes = {"joint_pos": int(qpos.shape[-1]), "joint_vel": int(qvel.shape[-1]),
+                      "action": int(last.shape[-1]), "points": int(config.masking.num_keep)}
+
+        @jax.jit
+        def apply(params, x):
+            out = policy.apply(params, dagger.StudentInputs(
+                x["joint_pos"], x["joint_vel"], x["last_action"], x["paired_points"],
+                x["point_mask"]))
+            return {"action": jnp.clip(out["action"], -1.0, 1.0),
+                    "next_joint_pos": out["next_qpos"], "next_joint_vel": out["next_qvel"]}
+
+        self.apply = lambda x: jax.device_get(apply(self.params, x))
+
+    def _load_teacher(self):
+        env, config = self.env, self.config
+        policy_fn, params, _, _, _ = teacher_train.load_policy(self.checkpoint, env)
+        self.params = params[1]
+        self.kind = TEACHER_CONTRACT
+        obs_key = config.network.policy_obs_key
+        size = env.observation_size
+        obs_size = int(size[obs_key][-1]) if isinstance(size, dict) else int(size)
+        self.sizes = {"observation": obs_size, "action": int(env.action_size),
+                      "points": int(config.network.num_points)}
+        self.obs_key = obs_key
+        jitted = jax.jit(policy_fn)
+
+        def apply(x):
+            obs = {obs_key: x["observation"]} if isinstance(size, dict) else x["observation"]
+            return {"action": np.clip(jax.device_get(jitted(params, obs)), -1.0, 1.0)}
+
+        self.apply = apply
+
+    def random_inputs(self, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs of this policy's contract."""
+        if self.kind == STUDENT_CONTRACT:
+            return random_student_inputs(self.sizes, batch, seed)
+        rng = np.random.default_rng(seed)
+        obs = rng.standard_normal((batch, self.sizes["observation"])).astype(np.float32)
+        obs[:, : 6 * self.sizes["points"]] *= 0.1
+        return {"observation": obs}
+
+    def onnx_model(self) -> onnx.ModelProto:
+        """The ONNX model of this policy."""
+        meta = _metadata(self.kind, self.env, self.config, self.checkpoint, self.step,
+                         self.sizes)
+        params = _numpy_tree(self.params)
+        if self.kind == STUDENT_CONTRACT:
+            return onnx_graph.student_model(params, self.config.network.to_dict(), self.sizes,
+                                            meta)
+        meta["dex4d.observation_key"] = self.obs_key
+        return onnx_graph.teacher_model(params, self.config.network.to_dict(),
+                                        self.sizes["observation"], self.sizes["action"], meta)
+
+
+class ExportMismatchError(RuntimeError):
+    """The ONNX graph does not compute what the JAX policy computes."""
+
+
+def max_difference(session, policy: LoadedPolicy, batch: int, seed: int) -> float:
+    """Largest |ONNX - JAX| over all outputs on random inputs."""
+    inputs = policy.random_inputs(batch, seed)
+    want = policy.apply(inputs)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, inputs),
+                   strict=True))
+    return max(float(np.max(np.abs(got[k] - np.asarray(want[k])), initial=0.0)) for k in want)
+
+
+def export_policy(path: str, out: str, tolerance: float = 1e-4, log=print) -> dict:
+    """Exports the policy of a run or checkpoint folder to the ONNX file `out`.
+
+    Returns {"contract", "step", "checkpoint", "max_difference", "out"}. Raises
+    ExportMismatchError (nothing written) when onnxruntime and JAX differ by more than
+    `tolerance` on random inputs at batch 1 and 33.
+    """
+    import onnxruntime as ort  # noqa: PLC0415
+
+    policy = LoadedPolicy(path)
+    model = policy.onnx_model()
+    data = model.SerializeToString()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    diff = max(max_difference(session, policy, batch, seed=batch) for batch in (1, 33))
+    if not np.isfinite(diff) or diff > tolerance:
+        raise ExportMismatchError(f"The ONNX graph differs from the JAX policy by {diff:.3g} "
+                                  f"(> {tolerance:g}) on random inputs; nothing was written.")
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".onnx.tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+    log(f"Exported the {policy.kind.split('/')[0].removeprefix('dex4d-')} of {policy.checkpoint} "
+        f"(step {policy.step:,}) to {out} ({len(data) / 1e6:.1f} MB); ONNX vs JAX max "
+        f"difference {diff:.2g} on random inputs.")
+    return {"contract": policy.kind, "step": policy.step, "checkpoint": policy.checkpoint,
+            "max_difference": diff, "out": out}
+
+
+
