@@ -237,16 +237,18 @@ def _quat_to_rotation(q: np.ndarray) -> np.ndarray:
 def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     """Gaussian temporal smoothing of the fitted rigid motion (not of the points).
 
-    Translations are averaged with a Gaussian window; rotations by the normalized weighted mean
-    of sign-aligned quaternions (accurate for the small rotations within a window). Frame 0
-    stays the identity so the smoothed motion still starts at the first frame's points.
+    Each frame's translation is the value at t of a Gaussian-weighted local linear fit over
+    time (no lag on steady motion, even at the clip's ends); rotations use the same weights on
+    sign-aligned quaternions, renormalized (accurate for the small rotations within a window).
+    Frame 0 keeps its fitted motion so the smoothed motion still starts at the first frame's
+    points.
 
     Args:
         fit: the per-frame rigid fit.
         sigma_frames: Gaussian standard deviation in frames; <= 0 returns `fit` unchanged.
 
     Returns:
-        The smoothed RigidFit (residuals recomputed are not available: set to the input's).
+        The smoothed RigidFit (with the input's residuals).
     """
     if sigma_frames <= 0:
         return fit
@@ -256,12 +258,23 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     for t in range(1, t_count):
         if np.dot(quat[t], quat[t - 1]) < 0:
             quat[t] = -quat[t]
-    frames = np.arange(t_count)
-    kernel = np.exp(-0.5 * ((frames[:, None] - frames[None]) / sigma_frames) ** 2)
+    frames = np.arange(t_count, dtype=np.float64)
+    offset = frames[None, :] - frames[:, None]  # [t, s] = s - t
+    kernel = np.exp(-0.5 * (offset / sigma_frames) ** 2)
     kernel = kernel * fit.frame_valid[None]  # invalid frames do not vote
-    kernel = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
-    trans = kernel @ fit.translations
-    rot = _quat_to_rotation(kernel @ quat)
+    # A Gaussian-weighted local *linear* fit (value and slope at t), not a plain weighted mean:
+    # the mean lags behind steady motion at the ends of the clip, the local line does not.
+    s0 = kernel.sum(axis=1)
+    s1 = (kernel * offset).sum(axis=1)
+    s2 = (kernel * offset**2).sum(axis=1)
+    det = s0 * s2 - s1**2
+    ok = det > 1e-9 * np.maximum(s0 * s2, 1e-12)
+    # Weights of the intercept of the least-squares line: (s2 - s1 * (s - t)) / det.
+    line = (s2[:, None] - s1[:, None] * offset) * kernel / np.where(ok, det, 1.0)[:, None]
+    mean = kernel / np.maximum(s0, 1e-12)[:, None]
+    weights = np.where(ok[:, None], line, mean)
+    trans = weights @ fit.translations
+    rot = _quat_to_rotation(weights @ quat)
     rot[0], trans[0] = fit.rotations[0], fit.translations[0]
     return RigidFit(rot, trans, fit.frame_valid, fit.residuals)
 
