@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import run_headless, skip_without_gl
 from scipy.spatial.transform import Rotation
 
 from dex4d_jax.tracks import clean, cli, formats, lift, pipeline, synthetic, trackers
-from helpers import run_headless, skip_without_gl
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,10 +65,10 @@ def test_formats_round_trip(tmp_path):
     assert formats.load_depth0(tmp_path / "raw.npy")[0, 0] == 0.0
     np.savez(tmp_path / "d0.npz", depth0=depth0)
     assert formats.load_depth0(tmp_path / "d0.npz").shape == (4, 5)
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec([0.1, 0.2, 0.3]).as_matrix()
-    formats.save_camera(tmp_path / "c.npz", formats.Camera(np.diag([500.0, 500.0, 1.0]), T))
-    np.testing.assert_allclose(formats.load_camera(tmp_path / "c.npz").T_world_camera, T)
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.from_rotvec([0.1, 0.2, 0.3]).as_matrix()
+    formats.save_camera(tmp_path / "c.npz", formats.Camera(np.diag([500.0, 500.0, 1.0]), pose))
+    np.testing.assert_allclose(formats.load_camera(tmp_path / "c.npz").T_world_camera, pose)
 
 
 def test_format_errors_name_the_problem(tmp_path):
@@ -134,9 +134,9 @@ def _pinhole_scene(seed=0, t_count=8, n_count=40):
     sampling recovers it exactly; everything else is a background at 1.5 m.
     """
     key = np.random.default_rng(seed)
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec([0.4, -0.3, 0.2]).as_matrix()
-    T[:3, 3] = [0.3, -0.2, 0.5]
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.from_rotvec([0.4, -0.3, 0.2]).as_matrix()
+    pose[:3, 3] = [0.3, -0.2, 0.5]
     # A jittered 8 x 5 grid, 2 cm apart across the view (about 17 px), so no two points share
     # depth pixels; random depth within +-3 cm.
     gx, gy = np.meshgrid(np.arange(8) - 3.5, np.arange(5) - 2.0)
@@ -159,9 +159,9 @@ def _pinhole_scene(seed=0, t_count=8, n_count=40):
             assert not cells & block, "two points share depth pixels"
             cells |= block
             depth[t, y0[i]:y0[i] + 2, x0[i]:x0[i] + 2] = p_cam[t, i, 2]
-    p_world = p_cam @ T[:3, :3].T + T[:3, 3]
+    p_world = p_cam @ pose[:3, :3].T + pose[:3, 3]
     return dict(xy=xy.astype(np.float32), depth=depth, p_world=p_world, p_cam=p_cam,
-                camera=formats.Camera(_K, T))
+                camera=formats.Camera(_K, pose))
 
 
 @pytest.mark.parametrize("kind", ["depth", "disparity"])
@@ -312,7 +312,8 @@ def test_smoothing_the_rigid_motion_removes_jitter():
 def test_waypoints_properties(seed):
     key = np.random.default_rng(seed)
     t_count, n_count = 60, 12
-    steps = key.normal(0.0, 0.004, (t_count, 1, 3)) + key.normal(0.0, 0.0005, (t_count, n_count, 3))
+    steps = key.normal(0.0, 0.004, (t_count, 1, 3))
+    steps = steps + key.normal(0.0, 0.0005, (t_count, n_count, 3))
     points = np.cumsum(steps, axis=0)
     visible = key.uniform(size=(t_count, n_count)) > 0.15
     tracks = formats.Tracks3D(points.astype(np.float32), visible)
@@ -325,7 +326,7 @@ def test_waypoints_properties(seed):
         idx = clean.select_waypoints(tracks, distance)
         assert idx[0] == 0 and idx[-1] == t_count - 1
         assert (np.diff(idx) > 0).all()
-        for a, b in zip(idx[:-1], idx[1:]):
+        for a, b in zip(idx[:-1], idx[1:], strict=True):
             for between in range(a + 1, b):  # no frame before the next waypoint moved enough
                 assert moved(a, between) <= distance + 1e-6
             if b != idx[-1]:
@@ -360,7 +361,8 @@ def test_lucas_kanade_follows_a_known_shift_and_drops_points_leaving_the_image()
     mask = np.zeros((200, 300), bool)
     mask[40:160, 60:290] = True
     points = trackers.select_points(frames[0], mask, 40)
-    assert points.shape == (40, 2) and mask[points[:, 1].astype(int), points[:, 0].astype(int)].all()
+    assert points.shape == (40, 2)
+    assert mask[points[:, 1].astype(int), points[:, 0].astype(int)].all()
     assert len(np.unique(points, axis=0)) == 40
     tracks = trackers.track_video(trackers.LucasKanadeTracker(), frames, points)
     assert tracks.tracks.shape == (12, 40, 2)

@@ -1,4 +1,4 @@
-"""The `tracks` command: `lift` 2D tracks to 3D, or go `from-video` to 3D tracks.
+r"""The `tracks` command: `lift` 2D tracks to 3D, or go `from-video` to 3D tracks.
 
   dex4d tracks lift --tracks2d T2.npz --depth D.npz --camera C.npz --depth0 D0.npy --out T.npz
   dex4d tracks from-video --video V.mp4 --mask M.png --depth D.npz --camera C.npz \\
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
 
 
 def _add_clean_args(p: argparse.ArgumentParser) -> None:

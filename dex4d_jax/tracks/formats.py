@@ -158,7 +158,8 @@ def _check_array(
     """
     array = np.asarray(array)
     expected = "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
-    if array.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, array.shape)):
+    wrong_dim = any(d is not None and d != s for d, s in zip(shape, array.shape, strict=False))
+    if array.ndim != len(shape) or wrong_dim:
         raise FormatError(f"{where}: {name!r} must have shape {expected}, got {list(array.shape)}")
     if kind == "bool":
         if array.dtype != np.bool_:
@@ -310,23 +311,23 @@ def validate_camera(camera: Camera, where: str = "camera") -> Camera:
             [0, 0, 1] (K) or [0, 0, 0, 1] (T), or a rotation that is not orthonormal with
             determinant +1.
     """
-    K = _check_array(camera.K, "K", (3, 3), where).astype(np.float64)
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
+    k_mat = _check_array(camera.K, "K", (3, 3), where).astype(np.float64)
+    if not (k_mat[0, 0] > 0 and k_mat[1, 1] > 0):
         raise FormatError(f"{where}: 'K' must have positive focal lengths K[0,0], K[1,1]; "
-                          f"got {K[0, 0]}, {K[1, 1]}")
-    if not np.allclose(K[2], [0.0, 0.0, 1.0]):
-        raise FormatError(f"{where}: 'K' last row must be [0, 0, 1], got {K[2].tolist()}")
-    T = camera.T_world_camera
-    if T is not None:
-        T = _check_array(T, "T_world_camera", (4, 4), where).astype(np.float64)
-        if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0]):
+                          f"got {k_mat[0, 0]}, {k_mat[1, 1]}")
+    if not np.allclose(k_mat[2], [0.0, 0.0, 1.0]):
+        raise FormatError(f"{where}: 'K' last row must be [0, 0, 1], got {k_mat[2].tolist()}")
+    pose = camera.T_world_camera
+    if pose is not None:
+        pose = _check_array(pose, "T_world_camera", (4, 4), where).astype(np.float64)
+        if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0]):
             raise FormatError(f"{where}: 'T_world_camera' last row must be [0, 0, 0, 1], "
-                              f"got {T[3].tolist()}")
-        R = T[:3, :3]
-        if not np.allclose(R.T @ R, np.eye(3), atol=_RIGID_TOL) or np.linalg.det(R) < 0:
+                              f"got {pose[3].tolist()}")
+        rot = pose[:3, :3]
+        if not np.allclose(rot.T @ rot, np.eye(3), atol=_RIGID_TOL) or np.linalg.det(rot) < 0:
             raise FormatError(f"{where}: 'T_world_camera' rotation block must be orthonormal "
                               "with determinant +1 (a rigid camera-to-world transform)")
-    return Camera(K, T)
+    return Camera(k_mat, pose)
 
 
 def save_camera(path: str | os.PathLike, camera: Camera) -> None:

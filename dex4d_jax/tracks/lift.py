@@ -155,35 +155,35 @@ def estimate_metric_scale(
     return float(np.median(metric[ok]) / np.median(rel[ok]))
 
 
-def backproject(xy: np.ndarray, z: np.ndarray, K: np.ndarray) -> np.ndarray:
+def backproject(xy: np.ndarray, z: np.ndarray, k_mat: np.ndarray) -> np.ndarray:
     """Pixels and depths -> camera-frame points, inverting the pinhole model (skew included).
 
     Args:
         xy: [..., 2] pixels (x, y).
         z: [...] depth along the optical axis, metres.
-        K: [3, 3] intrinsics.
+        k_mat: [3, 3] intrinsics K.
 
     Returns:
         [..., 3] points in the OpenCV camera frame (x right, y down, z forward).
     """
-    fx, s, cx = K[0]
-    fy, cy = K[1, 1], K[1, 2]
+    fx, s, cx = k_mat[0]
+    fy, cy = k_mat[1, 1], k_mat[1, 2]
     yn = (xy[..., 1] - cy) / fy
     xn = (xy[..., 0] - cx - s * yn) / fx
     return np.stack([xn * z, yn * z, z], axis=-1)
 
 
-def project(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
+def project(points_cam: np.ndarray, k_mat: np.ndarray) -> np.ndarray:
     """Camera-frame points [..., 3] -> pixels [..., 2] (the inverse of `backproject`)."""
-    uvw = points_cam @ np.asarray(K, dtype=np.float64).T
+    uvw = points_cam @ np.asarray(k_mat, dtype=np.float64).T
     return uvw[..., :2] / uvw[..., 2:3]
 
 
-def transform_points(T: np.ndarray | None, points: np.ndarray) -> np.ndarray:
-    """Applies a 4x4 rigid transform to [..., 3] points (identity when T is None)."""
-    if T is None:
+def transform_points(transform: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """Applies a 4x4 rigid transform to [..., 3] points (identity when it is None)."""
+    if transform is None:
         return points
-    return points @ T[:3, :3].T + T[:3, 3]
+    return points @ transform[:3, :3].T + transform[:3, 3]
 
 
 def fill_invisible(points: np.ndarray, visible: np.ndarray) -> np.ndarray:

@@ -220,9 +220,9 @@ def render_box_scene(
     mujoco.mj_forward(model, data)
     cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "cam")
     geom_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "object")
-    T = np.eye(4)
-    T[:3, :3] = data.cam_xmat[cam_id].reshape(3, 3) @ MUJOCO_TO_OPENCV_CAMERA
-    T[:3, 3] = data.cam_xpos[cam_id]
+    world_camera = np.eye(4)
+    world_camera[:3, :3] = data.cam_xmat[cam_id].reshape(3, 3) @ MUJOCO_TO_OPENCV_CAMERA
+    world_camera[:3, 3] = data.cam_xpos[cam_id]
     rgb, depth, masks = [], [], []
     renderer = mujoco.Renderer(model, camera.height, camera.width)
     try:
@@ -243,8 +243,8 @@ def render_box_scene(
         renderer.close()
     return RenderedScene(
         rgb=np.stack(rgb), depth=np.stack(depth).astype(np.float32), masks=np.stack(masks),
-        camera=formats.Camera(intrinsics(camera), T), obj_pos_world=pos, obj_quat_world=quat,
-        half_sizes=half_sizes, fps=fps)
+        camera=formats.Camera(intrinsics(camera), world_camera), obj_pos_world=pos,
+        obj_quat_world=quat, half_sizes=half_sizes, fps=fps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,14 +313,14 @@ def ground_truth_points(
         Tuple of points [T, N, 3] world metres and hit [N] bool (False: the ray misses the box;
         those points are NaN).
     """
-    K = np.asarray(camera.K, dtype=np.float64)
-    T = np.eye(4) if camera.T_world_camera is None else np.asarray(camera.T_world_camera)
+    k_mat = np.asarray(camera.K, dtype=np.float64)
+    pose = np.eye(4) if camera.T_world_camera is None else np.asarray(camera.T_world_camera)
     xy = np.asarray(points_xy0, dtype=np.float64)
-    yn = (xy[:, 1] - K[1, 2]) / K[1, 1]
-    xn = (xy[:, 0] - K[0, 2] - K[0, 1] * yn) / K[0, 0]
-    dirs_world = np.stack([xn, yn, np.ones_like(xn)], axis=1) @ T[:3, :3].T
+    yn = (xy[:, 1] - k_mat[1, 2]) / k_mat[1, 1]
+    xn = (xy[:, 0] - k_mat[0, 2] - k_mat[0, 1] * yn) / k_mat[0, 0]
+    dirs_world = np.stack([xn, yn, np.ones_like(xn)], axis=1) @ pose[:3, :3].T
     rot0 = quat_to_mat(obj_quat_world[0])
-    origin_obj = rot0.T @ (T[:3, 3] - obj_pos_world[0])
+    origin_obj = rot0.T @ (pose[:3, 3] - obj_pos_world[0])
     dirs_obj = dirs_world @ rot0  # rows are R0^T d
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = (-half_sizes - origin_obj) / dirs_obj

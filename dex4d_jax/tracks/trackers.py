@@ -304,7 +304,8 @@ class CoTracker3Tracker:
 
 
 _SAM2_INSTALL = "pip install git+https://github.com/facebookresearch/sam2"
-_SAM2_WEIGHTS = "https://github.com/facebookresearch/sam2#model-description (e.g. sam2.1_hiera_large.pt)"
+_SAM2_WEIGHTS = ("https://github.com/facebookresearch/sam2#model-description "
+                 "(e.g. sam2.1_hiera_large.pt)")
 
 
 class Sam2Segmenter:
