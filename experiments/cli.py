@@ -4,6 +4,10 @@
   dex4d train teacher --resume --out runs/teacher
   dex4d train teacher --env ap2ap --stage 1 --preset paper --out runs/stage1
   dex4d train student --teacher runs/teacher --env ap2ap_wrench --out runs/student
+  dex4d export --policy runs/student --out student.onnx
+  dex4d run --onnx student.onnx --tracks track.npz --robot sim --object box:0.03,0.02,0.015
+  dex4d tracks from-video --video v.mp4 --mask m.png --depth d.npz --camera c.npz \
+      --depth0 d0.npy --out track.npz
   dex4d envs
   dex4d objects --split train --show 40 --out objects_train.png
   dex4d scene --object mug --render scene.png
@@ -110,6 +114,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="config_set", action="append", default=[], metavar="KEY=VALUE",
                    help="student config override, e.g. --set dagger.learning_rate=3e-4")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = sub.add_parser("export", help="export a student or teacher to ONNX (dex4d_jax/export)")
+    e.add_argument("--policy", required=True, metavar="DIR",
+                   help="a student or teacher run (its latest checkpoint) or checkpoint folder")
+    e.add_argument("--out", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    r = sub.add_parser("run", help="run an exported student in closed loop along a 3D point "
+                                   "track (dex4d_jax/deploy)")
+    r.add_argument("--onnx", required=True, metavar="FILE", help="the exported student")
+    r.add_argument("--tracks", required=True, metavar="TRACKS.npz",
+                   help="3D point track: points [T, N, 3] (world, metres), visible [T, N]")
+    r.add_argument("--robot", choices=("sim",), default="sim",
+                   help="sim: native MuJoCo (ap2ap_wrench policies); a real robot plugs in "
+                        "through deploy.runtime.Robot (docs/deploy.md)")
+    r.add_argument("--object", default=None, metavar="ID|box:HX,HY,HZ",
+                   help="the simulated object: an index into the policy's object set, or a "
+                        "box of half sizes in metres (default: object 0)")
+    r.add_argument("--pose", type=float, nargs=7, default=None,
+                   metavar=("X", "Y", "Z", "QW", "QX", "QY", "QZ"),
+                   help="the object's world pose at the track's first frame (default: at the "
+                        "first frame's centroid, unrotated)")
+    r.add_argument("--steps", type=int, default=300, help="control ticks at most")
+    r.add_argument("--noise", type=float, default=0.0, help="tracking noise std (metres)")
+    r.add_argument("--video", default=None, metavar="OUT.mp4", help="write a video")
+    r.add_argument("--report", default=None, metavar="OUT.json",
+                   help="write the status and the d_t trace as JSON")
+    r.add_argument("--seed", type=int, default=0, help="point-slot order and noise seed")
+    from dex4d_jax.tracks import cli as tracks_cli  # noqa: PLC0415
+
+    tracks_cli.add_parser(sub)
     sub.add_parser("envs", help="list the registered environments")
     o = sub.add_parser("objects", help="count the object library by family; render a sheet of it")
     o.add_argument("--split", choices=("train", "unseen", "ycb"), default="train")
@@ -371,10 +403,109 @@ def _train_student(args, parser, argv: list[str]) -> int:
     return 0
 
 
+def _export(args, parser) -> int:
+    from dex4d_jax.export import policy  # noqa: PLC0415
+    from dex4d_jax.teacher import ppo_loop  # noqa: PLC0415
+    from dex4d_jax.teacher import train as teacher_train  # noqa: PLC0415
+
+    if not args.out.endswith(".onnx"):
+        parser.error(f"--out must name a .onnx file, got {args.out!r}")
+    try:
+        policy.export_policy(args.policy, args.out)
+    except (teacher_train.RunDirError, FileNotFoundError, ppo_loop.CheckpointError,
+            policy.ExportMismatchError, ValueError) as err:
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _parse_object(text: str | None, parser):
+    """(object index or None, box half sizes or None) of --object."""
+    if text is None:
+        return 0, None
+    if text.startswith("box:"):
+        try:
+            half = [float(v) for v in text[4:].split(",")]
+        except ValueError:
+            half = []
+        if len(half) != 3 or min(half) <= 0:
+            parser.error(f"--object {text}: a box is box:HX,HY,HZ with three positive half "
+                         "sizes in metres")
+        return None, half
+    try:
+        return int(text), None
+    except ValueError:
+        parser.error(f"--object {text}: expected an object index or box:HX,HY,HZ")
+    return None, None
+
+
+def _run(args, parser) -> int:
+    import json  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from dex4d_jax.deploy import sim_setup  # noqa: PLC0415
+    from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError  # noqa: PLC0415
+    from dex4d_jax.envs import load  # noqa: PLC0415
+    from dex4d_jax.tracks import formats  # noqa: PLC0415
+
+    if args.steps <= 0:
+        parser.error("--steps must be positive")
+    if args.noise < 0:
+        parser.error("--noise must be >= 0")
+    index, half = _parse_object(args.object, parser)
+    try:
+        policy = OnnxPolicy(args.onnx)
+        track = formats.load_tracks3d(args.tracks)
+    except (PolicyFileError, FileNotFoundError, formats.FormatError) as err:
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
+    if policy.info.env != "ap2ap_wrench":
+        print(f"dex4d: error: --robot sim drives ap2ap_wrench policies; {args.onnx} is for "
+              f"{policy.info.env!r} (drive dex4d_jax.deploy.sim.ArmHandSim from Python, "
+              "docs/deploy.md)", file=sys.stderr)
+        return 2
+    env = load(policy.info.env, **policy.info.env_overrides)
+    if half is not None:
+        obj = sim_setup.box_object(half)
+    elif not 0 <= index < len(getattr(env, "objects", [])):
+        parser.error(f"--object {index}: the policy's task has objects 0..{len(env.objects) - 1}")
+    else:
+        obj = env.objects[index]
+    pose = None if args.pose is None else (np.array(args.pose[:3]), np.array(args.pose[3:]))
+
+    def on_tick(step, d, index):
+        if step % 20 == 0:
+            dist = "no point visible" if d is None else f"d_t {100 * d:.1f} cm"
+            print(f"  tick {step:4d}: {dist}, target frame {index}/{track.num_frames - 1}",
+                  flush=True)
+
+    try:
+        result = sim_setup.run_track(policy, env, track.points, track.visible, obj, pose,
+                                     args.steps, args.noise, args.video, on_tick=on_tick,
+                                     seed=args.seed)
+    except ValueError as err:
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
+    report = result.report
+    seconds = report.steps / policy.info.control_frequency_hz
+    print(f"{report.status} after {report.steps} ticks ({seconds:.1f} s); "
+          f"target frame {report.target_index[-1]}/{track.num_frames - 1}; true distance of the "
+          f"track's points to its last frame {100 * result.final_true_distance:.1f} cm")
+    if args.video:
+        print(f"Wrote {args.video}")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({**report.as_dict(), "final_true_distance": result.final_true_distance},
+                      f, indent=1)
+        print(f"Wrote {args.report}")
+    return 0 if report.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["objects"], ["scene"]):
+    if argv[:1] in (["objects"], ["scene"]) or (argv[:1] == ["run"] and "--video" in argv):
         _use_headless_gl()
     parser = _parser()
     args = parser.parse_args(argv)
@@ -387,6 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         return _train_teacher(args, parser, argv)
     if args.command == "train" and args.policy == "student":
         return _train_student(args, parser, argv)
+    if args.command == "export":
+        _enable_compilation_cache()
+        return _export(args, parser)
+    if args.command == "run":
+        return _run(args, parser)
+    if args.command == "tracks":
+        from dex4d_jax.tracks import cli as tracks_cli  # noqa: PLC0415
+
+        return tracks_cli.run(args, parser)
     if args.command == "objects":
         return _objects(args, parser)
     if args.command == "scene":

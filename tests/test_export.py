@@ -1,0 +1,172 @@
+"""ONNX export: the exported file, run by onnxruntime, computes what the JAX policy computes."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnxruntime as ort
+import optax
+import pytest
+
+from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
+from dex4d_jax.experiments.configs import student
+from dex4d_jax.export import onnx_graph
+from dex4d_jax.export import policy as export
+from dex4d_jax.networks import ppo
+from dex4d_jax.networks.student import StudentNetwork
+from dex4d_jax.student import dagger
+from dex4d_jax.teacher import ppo_loop
+from tests.helpers import run_cli
+
+
+def _session(model):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def _student_outputs(net, params, x):
+    out = net.apply(params, x["joint_pos"], x["joint_vel"], x["last_action"],
+                    x["paired_points"], x["point_mask"])
+    return {"action": np.clip(out["action"], -1, 1), "next_joint_pos": out["next_qpos"],
+            "next_joint_vel": out["next_qvel"]}
+
+
+@pytest.mark.parametrize("arch,encoder,sizes", [
+    ("transformer", "paired", (22, 22, 22)),   # the robot student
+    ("transformer", "paired", (0, 6, 6)),      # the ap2ap_wrench student (no joint angles)
+    ("mlp", "decoupled", (22, 22, 22)),
+    ("transformer", "mlp", (0, 6, 6)),
+])
+def test_student_graph_matches_flax(arch, encoder, sizes):
+    q, v, a = sizes
+    net = StudentNetwork(action_size=a, width=32, num_layers=2, num_heads=4,
+                         point_hidden=(32, 32), arch=arch, encoder=encoder)
+    dims = {"joint_pos": q, "joint_vel": v, "action": a, "points": 64}
+    x1 = export.random_student_inputs(dims, 1)
+    params = net.init(jax.random.PRNGKey(1), *x1.values())
+    # Random (not initial) weights everywhere, so every head and bias matters.
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    params = jax.tree_util.tree_unflatten(
+        tree, [0.3 * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)])
+    network = {"width": 32, "num_layers": 2, "num_heads": 4, "arch": arch, "encoder": encoder}
+    session = _session(onnx_graph.student_model(_numpy(params), network, dims, {}))
+    for batch in (1, 33):
+        x = export.random_student_inputs(dims, batch, seed=batch)
+        want = _student_outputs(net, params, x)
+        got = dict(zip(export.STUDENT_OUTPUTS, session.run(None, x), strict=True))
+        for k in want:
+            assert got[k].shape == want[k].shape, k
+            np.testing.assert_allclose(got[k], want[k], atol=1e-5, rtol=0, err_msg=k)
+
+
+def test_teacher_graph_matches_flax():
+    nets = ppo.make_ppo_networks(134, 6, num_points=20, point_hidden=(32, 32),
+                                 policy_hidden=(64, 64), value_hidden=(16,))
+    params = nets.policy_network.init(jax.random.PRNGKey(0))
+    params = jax.tree_util.tree_map(lambda p: p + 0.05, params)  # non-zero biases
+    network = {"num_points": 20, "encoder": "paired", "pooling": "mean_max",
+               "activation": "elu", "policy_hidden": (64, 64)}
+    session = _session(onnx_graph.teacher_model(_numpy(params), network, 134, 6, {}))
+    obs = np.random.default_rng(0).standard_normal((33, 134)).astype(np.float32)
+    want = np.clip(nets.policy_network.apply(None, params, jnp.asarray(obs))[0], -1, 1)
+    np.testing.assert_allclose(session.run(None, {"observation": obs})[0], want, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def student_run(tmp_path_factory):
+    """A wrench student run folder (paper-size network, random weights) and its export."""
+    run = tmp_path_factory.mktemp("student") / "run"
+    config = student.get_config("quick")
+    config.teacher = {"path": "/nonexistent/teacher", "step": 0}
+    config.env = {"name": "ap2ap_wrench", "overrides": {}}
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    net = dagger.make_student(config.network, 6)
+    x = export.random_student_inputs({"joint_pos": 0, "joint_vel": 6, "action": 6,
+                                      "points": 64}, 1)
+    params = net.init(jax.random.PRNGKey(3), *x.values())
+    params = jax.tree_util.tree_map(lambda p: p + 0.02 * jnp.sin(jnp.arange(p.size).reshape(
+        p.shape)), params)
+    state = ppo_loop.LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params),
+                                                           params), np.zeros(2, np.uint32), 0)
+    dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
+    return run, net, params
+
+
+def test_export_cli_writes_a_checked_student(student_run, tmp_path, capsys):
+    run, net, params = student_run
+    out = tmp_path / "student.onnx"
+    code, text = run_cli(capsys, "export", "--policy", str(run), "--out", str(out))
+    assert code == 0, text
+    assert "max difference" in text
+    policy = OnnxPolicy(str(out))
+    info = policy.info
+    assert info.contract == "dex4d-student/1" and info.env == "ap2ap_wrench"
+    assert info.joint_names == ["lin_x", "lin_y", "lin_z", "ang_x", "ang_y", "ang_z"]
+    assert info.action_mapping["kind"] == "twist" and info.num_points == 64
+    assert info.control_frequency_hz == pytest.approx(20.0)
+    np.testing.assert_allclose(info.points_origin_in_world, [0, 0, 0.6])
+    dims = info.sizes
+    for batch in (1, 33):
+        x = export.random_student_inputs(dims, batch, seed=10 + batch)
+        got = policy(**x)
+        want = _student_outputs(net, params, x)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], atol=1e-5, rtol=0, err_msg=k)
+
+    # Jointly permuting points and mask changes nothing; neither do hidden points' values.
+    x = export.random_student_inputs(dims, 5, seed=7)
+    base = policy(**x)
+    perm = np.random.default_rng(0).permutation(64)
+    permuted = dict(x, paired_points=x["paired_points"][:, perm], point_mask=x["point_mask"][:,
+                                                                                             perm])
+    moved = dict(x, paired_points=np.where(x["point_mask"][..., None], x["paired_points"],
+                                           123.0).astype(np.float32))
+    for other in (policy(**permuted), policy(**moved)):
+        for k in base:
+            np.testing.assert_allclose(other[k], base[k], atol=1e-5, err_msg=k)
+
+    # A single (unbatched) call gives the batch's first row.
+    one = policy(**{k: v[0] for k, v in x.items()})
+    np.testing.assert_allclose(one["action"], base["action"][0], atol=1e-6)
+
+
+def test_runtime_refuses_malformed_inputs(student_run, tmp_path, capsys):
+    run, _, _ = student_run
+    out = tmp_path / "s.onnx"
+    assert run_cli(capsys, "export", "--policy", str(run), "--out", str(out))[0] == 0
+    policy = OnnxPolicy(str(out))
+    x = export.random_student_inputs(policy.info.sizes, 2)
+    with pytest.raises(PolicyInputError, match=r"paired_points.*expected \[B, 64, 6\]"):
+        policy(**dict(x, paired_points=x["paired_points"][:, :10]))
+    with pytest.raises(PolicyInputError, match=r"last_action.*expected \[B, 6\] with B = 2"):
+        policy(**dict(x, last_action=np.zeros((3, 6), np.float32)))
+    bad = x["joint_vel"].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(PolicyInputError, match=r"joint_vel.*NaN.*index \[1, 2\]"):
+        policy(**dict(x, joint_vel=bad))
+    with pytest.raises(PolicyInputError, match="point_mask must be boolean"):
+        policy(**dict(x, point_mask=x["point_mask"].astype(np.float32)))
+    with pytest.raises(PolicyFileError, match="not found"):
+        OnnxPolicy(str(tmp_path / "missing.onnx"))
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(PolicyFileError, match="not a readable ONNX model"):
+        OnnxPolicy(str(tmp_path / "junk.onnx"))
+
+
+def test_export_cli_errors(tmp_path, capsys):
+    code, text = run_cli(capsys, "export", "--policy", str(tmp_path / "nope"), "--out",
+                         str(tmp_path / "x.onnx"))
+    assert code == 2 and "does not exist" in text
+    code, text = run_cli(capsys, "export", "--policy", str(tmp_path), "--out",
+                         str(tmp_path / "x.pt"))
+    assert code == 2 and ".onnx" in text
+    assert not (tmp_path / "x.onnx").exists()
