@@ -176,10 +176,9 @@ class CameraPoints:
         for i in np.flatnonzero(visible):
             vec = points[i] - cam_pos
             length = np.linalg.norm(vec)
+            # The first surface on the ray (in multiples of vec), -1 when there is none.
             frac = mujoco.mj_ray(m, d, cam_pos, vec, None, 1, -1, self._geom)
-            hit_body = m.geom_bodyid[self._geom[0]] if self._geom[0] >= 0 else -1
-            visible[i] = frac < 0 or (hit_body == self.sim.body
-                                      and frac * length >= length - self.tolerance)
+            visible[i] = frac < 0 or frac * length >= length - self.tolerance
         return visible
 
     def read(self) -> PointFrame:
