@@ -179,7 +179,12 @@ def test_wrench_native_mujoco_agrees_with_mjx(wrench):
 @pytest.mark.slow
 def test_robot_native_mujoco_agrees_with_mjx():
     """The xArm6 + LEAP hand following the same random-walk joint targets from the grasp-ready
-    pose: joint angles within 0.01 rad over 1 s (30 control steps); measured 2e-3 rad."""
+    pose for 1 s (30 control steps). Before the hand first touches the object (8 steps): joint
+    angles within 5e-3 rad (measured 7e-4). The contact knocks the object, differently in the
+    two engines (its position differs by 4 cm by the end: contact is where MJX and MuJoCo
+    differ), and the joints with it: within 0.05 rad throughout (measured 0.021), and back
+    within 5e-3 rad over the last 10 steps (measured 1e-3) as the servos pull them to their
+    targets."""
     from dex4d_jax import object_library, robot
     from dex4d_jax.envs import robot_scene
 
@@ -191,9 +196,10 @@ def test_robot_native_mujoco_agrees_with_mjx():
     targets = data.qpos[:22] + np.cumsum(rng.normal(0, 0.01, (30, 22)), 0)
     targets = np.clip(targets, ranges[:, 0], ranges[:, 1])
     r = sim_setup.compare_robot(model, data.qpos.copy(), targets, 1 / 30)
-    joints = np.abs(r["mjx"][:, :22] - r["native"][:, :22]).max()
+    joints = np.abs(r["mjx"][:, :22] - r["native"][:, :22]).max(axis=1)
     moved = np.abs(r["native"][-1, :22] - data.qpos[:22]).max()
-    assert moved > 0.05 and joints < 0.01, (moved, joints)
+    assert moved > 0.05, moved
+    assert joints[:8].max() < 5e-3 and joints.max() < 0.05 and joints[-10:].max() < 5e-3, joints
 
 
 def test_controller_stops_on_stale_or_empty_tracking(untrained_policy):

@@ -9,9 +9,13 @@ import jax
 import numpy as np
 import pytest
 
+from dex4d_jax.deploy import sim_setup
+from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.experiments.configs import student, teacher
+from dex4d_jax.export import policy as export
 from dex4d_jax.student import train as student_train
 from dex4d_jax.teacher import ppo_loop, train
+from tests.helpers import run_cli, run_headless, skip_without_gl
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,14 @@ def test_teacher_learns_and_resumes(teacher_run):
     assert resumed.success_rate >= 0.3, resumed
 
 
+@pytest.fixture(scope="module")
+def student_run(tmp_path_factory):
+    """The student distilled by test_student_distils_the_teacher."""
+    return tmp_path_factory.mktemp("student") / "run"
+
+
 @pytest.mark.slow
-def test_student_distils_the_teacher(teacher_run, tmp_path):
+def test_student_distils_the_teacher(teacher_run, student_run):
     """The masked-point student reaches most of the teacher's success and its next-state
     predictions beat "nothing changes" (the quick preset, on a third of its budget)."""
     if not (teacher_run / "eval.json").exists():
@@ -67,10 +77,69 @@ def test_student_distils_the_teacher(teacher_run, tmp_path):
     config.dagger.update(num_timesteps=100_000, num_evals=3)
     config.eval.num_episodes = 128
     config = student_train.bind_teacher(config, str(teacher_run), "ap2ap_wrench")
-    result = student_train.train_student(config, str(tmp_path / "student"), progress=False)
+    result = student_train.train_student(config, str(student_run), progress=False)
     teacher_success = result["teacher"]["success_rate"]
     assert teacher_success >= 0.3, result
     # An untrained student never holds a goal (measured success 0.0 at step 0).
     assert result["student"]["success_rate"] >= 0.75 * teacher_success, result
     wm = result["world_model"]
     assert wm["next_qvel"] < 0.9 * wm["next_qvel_unchanged"], wm
+
+
+@pytest.fixture(scope="module")
+def exported_student(student_run, tmp_path_factory):
+    if not (student_run / "eval.json").exists():
+        pytest.skip("needs test_student_distils_the_teacher's student")
+    path = tmp_path_factory.mktemp("onnx") / "student.onnx"
+    export.export_policy(str(student_run), str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_exported_student_on_native_mujoco(student_run, exported_student):
+    """Sim-to-sim: the exported student, through the deploy runtime (onnxruntime, simulated
+    camera visibility instead of the training masks) on native MuJoCo, succeeds on the MJX
+    evaluation's own episodes within 10 points of its MJX success rate."""
+    config = train.read_run_config(str(student_run))
+    mjx_success = json.loads((student_run / "eval.json").read_text())["student"]["success_rate"]
+    env = train.make_env(config, evaluation=True)
+    episodes = sim_setup.evaluate_native(OnnxPolicy(str(exported_student)), env,
+                                         config.eval.num_episodes, config.eval.seed,
+                                         config.dagger.episode_length)
+    native_success = float(np.mean([e.success for e in episodes]))
+    assert abs(native_success - mjx_success) <= 0.10, (native_success, mjx_success)
+
+
+@pytest.mark.slow
+def test_video_track_drives_the_student(exported_student, tmp_path, capsys):
+    """End to end: a box rendered moving (9 cm, 35 degrees) -> LK tracks lifted with a
+    disparity video -> cleaned waypoints -> `dex4d run --robot sim` moves a simulated box of
+    the same size from the first frame's pose to the last frame's."""
+    skip_without_gl()
+    done = run_headless("""
+        import sys
+        import numpy as np
+        from dex4d_jax.tracks import synthetic
+        pos, quat = synthetic.default_trajectory(40)
+        pos = pos + np.array([0.0, 0.0, 0.6])  # above the wrench scene's table top
+        camera = synthetic.CameraSpec(pos_world=(0.32, -0.26, 0.94), lookat_world=(0.03, 0, 0.7))
+        scene = synthetic.render_box_scene((0.05, 0.035, 0.03), camera=camera, poses=(pos, quat))
+        synthetic.save_scene_files(scene, sys.argv[1], depth_kind="disparity", depth_scale=2.5)
+    """, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = {k: str(tmp_path / v) for k, v in (("video", "video.mp4"), ("mask", "mask.png"),
+             ("depth", "depth.npz"), ("camera", "camera.npz"), ("depth0", "depth0.npy"))}
+    track = tmp_path / "track.npz"
+    code, text = run_cli(capsys, "tracks", "from-video", *[x for k, v in files.items()
+                                                           for x in (f"--{k}", v)],
+                         "--out", str(track), "--waypoint-distance", "0.01")
+    assert code == 0, text
+    truth = np.load(tmp_path / "ground_truth.npz")
+    pos0, quat0 = truth["obj_pos_world"][0], truth["obj_quat_world"][0]
+    report = tmp_path / "report.json"
+    code, text = run_cli(capsys, "run", "--onnx", str(exported_student), "--tracks", str(track),
+                         "--robot", "sim", "--object", "box:0.05,0.035,0.03", "--pose",
+                         *map(str, [*pos0, *quat0]), "--steps", "200", "--report", str(report))
+    assert code == 0 and "success" in text, text
+    result = json.loads(report.read_text())
+    assert result["final_true_distance"] < 0.02, result
