@@ -474,6 +474,11 @@ def _run(args, parser) -> int:
         obj = env.objects[index]
     pose = None if args.pose is None else (np.array(args.pose[:3]), np.array(args.pose[3:]))
 
+    import warnings  # noqa: PLC0415
+
+    # imageio starts ffmpeg with fork(); JAX (loaded for the environment) warns about it.
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+
     def on_tick(step, d, index):
         if step % 20 == 0:
             dist = "no point visible" if d is None else f"d_t {100 * d:.1f} cm"
@@ -505,7 +510,8 @@ def _run(args, parser) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["objects"], ["scene"]) or (argv[:1] == ["run"] and "--video" in argv):
+    if argv[:1] in (["objects"], ["scene"]) or argv[:2] == ["tracks", "demo"] or (
+            argv[:1] == ["run"] and "--video" in argv):
         _use_headless_gl()
     parser = _parser()
     args = parser.parse_args(argv)

@@ -118,13 +118,8 @@ def test_video_track_drives_the_student(exported_student, tmp_path, capsys):
     skip_without_gl()
     done = run_headless("""
         import sys
-        import numpy as np
-        from dex4d_jax.tracks import synthetic
-        pos, quat = synthetic.default_trajectory(40)
-        pos = pos + np.array([0.0, 0.0, 0.6])  # above the wrench scene's table top
-        camera = synthetic.CameraSpec(pos_world=(0.32, -0.26, 0.94), lookat_world=(0.03, 0, 0.7))
-        scene = synthetic.render_box_scene((0.05, 0.035, 0.03), camera=camera, poses=(pos, quat))
-        synthetic.save_scene_files(scene, sys.argv[1], depth_kind="disparity", depth_scale=2.5)
+        from dex4d_jax.experiments import cli
+        sys.exit(cli.main(["tracks", "demo", "--disparity", "--out", sys.argv[1]]))
     """, str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     files = {k: str(tmp_path / v) for k, v in (("video", "video.mp4"), ("mask", "mask.png"),

@@ -1,6 +1,7 @@
 r"""The `tracks` command: `lift` 2D tracks to 3D, or go `from-video` to 3D tracks.
 
   dex4d tracks lift --tracks2d T2.npz --depth D.npz --camera C.npz --depth0 D0.npy --out T.npz
+  dex4d tracks demo --out demo/
   dex4d tracks from-video --video V.mp4 --mask M.png --depth D.npz --camera C.npz \\
       --depth0 D0.npy --out T.npz --num-points 64 --waypoint-distance 0.01
 
@@ -52,7 +53,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     video_p.add_argument("--depth0", required=True, help="first-frame metric depth .npy/.npz")
     video_p.add_argument("--num-points", type=int, default=64, help="points to track")
     _add_clean_args(video_p)
+    demo_p = sub.add_parser("demo", help="render a textured box moving above the ap2ap_wrench "
+                                         "table: the inputs of from-video, with ground truth")
+    demo_p.add_argument("--out", required=True, help="folder for video.mp4, mask.png, "
+                                                     "depth.npz, camera.npz, depth0.npy")
+    demo_p.add_argument("--disparity", action="store_true",
+                        help="write relative disparity instead of relative depth")
     return tracks
+
+
+def _demo(args) -> int:
+    """Renders synthetic.table_demo() and prints the commands that use it."""
+    from dex4d_jax.tracks import synthetic  # noqa: PLC0415
+
+    half, (pos, quat), camera = synthetic.table_demo()
+    scene = synthetic.render_box_scene(half, camera=camera, poses=(pos, quat))
+    paths = synthetic.save_scene_files(scene, args.out,
+                                       depth_kind="disparity" if args.disparity else "depth",
+                                       depth_scale=2.5 if args.disparity else 0.37)
+    box = ",".join(f"{h:g}" for h in half)
+    pose = " ".join(f"{v:.4g}" for v in [*pos[0], *quat[0]])
+    print(f"Wrote {len(scene.rgb)} frames of a {box} m (half sizes) box to {args.out}/ "
+          f"(ground truth in {os.path.basename(paths['ground_truth'])}). Next:\n"
+          f"  dex4d tracks from-video --video {paths['video']} --mask {paths['mask']} "
+          f"--depth {paths['depth']} --camera {paths['camera']} --depth0 {paths['depth0']} "
+          f"--waypoint-distance 0.01 --out track.npz\n"
+          f"  dex4d run --onnx student.onnx --tracks track.npz --robot sim "
+          f"--object box:{box} --pose {pose}")
+    return 0
 
 
 def _check_numbers(args, parser) -> None:
@@ -92,6 +120,8 @@ def run(args, parser: argparse.ArgumentParser) -> int:
     """
     from dex4d_jax.tracks import formats, pipeline  # noqa: PLC0415
 
+    if args.tracks_command == "demo":
+        return _demo(args)
     _check_numbers(args, parser)
     clean_kwargs = dict(sampling=args.sampling, ransac_threshold=args.ransac_threshold,
                         max_outlier_fraction=args.max_outlier_fraction,

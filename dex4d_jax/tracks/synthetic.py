@@ -106,6 +106,18 @@ def default_trajectory(num_frames: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return pos, quat
 
 
+def table_demo(num_frames: int = 40):
+    """The demo scene of `dex4d tracks demo`: `default_trajectory` raised above the
+    `ap2ap_wrench` table (top at z = 0.6 m), so its track can drive `dex4d run --robot sim`.
+
+    Returns:
+        (half sizes [3], (positions [T, 3], quaternions [T, 4]), CameraSpec).
+    """
+    pos, quat = default_trajectory(num_frames)
+    camera = CameraSpec(pos_world=(0.32, -0.26, 0.94), lookat_world=(0.03, 0.0, 0.7))
+    return (0.05, 0.035, 0.03), (pos + np.array([0.0, 0.0, 0.6]), quat), camera
+
+
 # ----------------------------------------------------------------------------------------------
 # Rendering.
 # ----------------------------------------------------------------------------------------------
