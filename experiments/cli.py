@@ -21,6 +21,7 @@ import ctypes.util
 import os
 import sys
 
+
 def _enable_compilation_cache() -> None:
     """JAX's persistent compilation cache, so a second run skips most of the compile time."""
     import jax  # noqa: PLC0415
@@ -51,6 +52,7 @@ def _overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
 def _parser() -> argparse.ArgumentParser:
     from dex4d_jax.envs import ALL_ENVS  # noqa: PLC0415
     from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
+
     from dex4d_jax.networks.point_encoders import ENCODERS, POOLINGS  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="dex4d", description=__doc__,
@@ -83,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="environment config override, e.g. --set first_goal_max_angle=0.5")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+
     from dex4d_jax.networks.student import ARCHS  # noqa: PLC0415
     from dex4d_jax.student.masking import VARIANTS  # noqa: PLC0415
 
@@ -255,8 +258,9 @@ def _pair_table(model) -> str:
 
 
 def _scene(args, parser) -> int:
-    from dex4d_jax import object_library, robot  # noqa: PLC0415
     from dex4d_jax.envs import robot_scene  # noqa: PLC0415
+
+    from dex4d_jax import object_library, robot  # noqa: PLC0415
 
     if args.collision not in robot_scene.COLLISION_PRESETS:
         parser.error(f"--collision must be one of {', '.join(robot_scene.COLLISION_PRESETS)}")
@@ -292,8 +296,9 @@ def _scene(args, parser) -> int:
 
 
 def _train_teacher(args, parser, argv: list[str]) -> int:
-    from dex4d_jax import envs  # noqa: PLC0415
     from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
+
+    from dex4d_jax import envs  # noqa: PLC0415
     from dex4d_jax.teacher import train  # noqa: PLC0415
 
     config = None
@@ -346,6 +351,7 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
 
 def _train_student(args, parser, argv: list[str]) -> int:
     from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+
     from dex4d_jax.student import train  # noqa: PLC0415
     from dex4d_jax.teacher import train as teacher_train  # noqa: PLC0415
 
@@ -443,10 +449,10 @@ def _run(args, parser) -> int:
     import json  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
+    from dex4d_jax.envs import load  # noqa: PLC0415
 
     from dex4d_jax.deploy import sim_setup  # noqa: PLC0415
     from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError  # noqa: PLC0415
-    from dex4d_jax.envs import load  # noqa: PLC0415
     from dex4d_jax.tracks import formats  # noqa: PLC0415
 
     if args.steps <= 0:

@@ -9,10 +9,10 @@ import sys
 import jax
 import numpy as np
 import pytest
+from dex4d_jax.envs import load
 
 from dex4d_jax.deploy import runtime, sim, sim_setup
 from dex4d_jax.deploy.policy import OnnxPolicy
-from dex4d_jax.envs import load
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks.student import StudentNetwork
@@ -185,8 +185,9 @@ def test_robot_native_mujoco_agrees_with_mjx():
     differ), and the joints with it: within 0.05 rad throughout (measured 0.021), and back
     within 5e-3 rad over the last 10 steps (measured 1e-3) as the servos pull them to their
     targets."""
-    from dex4d_jax import object_library, robot
     from dex4d_jax.envs import robot_scene
+
+    from dex4d_jax import object_library, robot
 
     scene = robot_scene.build_scene_objects(object_library.load_library("train", 2, 0))
     model, data = robot_scene.grasp_ready_data(scene, 0)

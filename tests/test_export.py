@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import optax
 import pytest
+from dex4d_jax.experiments.configs import student
 
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
-from dex4d_jax.experiments.configs import student
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks import ppo

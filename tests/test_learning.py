@@ -8,10 +8,10 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from dex4d_jax.experiments.configs import student, teacher
 
 from dex4d_jax.deploy import sim_setup
 from dex4d_jax.deploy.policy import OnnxPolicy
-from dex4d_jax.experiments.configs import student, teacher
 from dex4d_jax.export import policy as export
 from dex4d_jax.student import train as student_train
 from dex4d_jax.teacher import ppo_loop, train

@@ -30,7 +30,6 @@ import numpy as np
 
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyInfo
 
-
 # ----------------------------------------------------------------------------------------------
 # Interfaces a robot and a tracker implement.
 # ----------------------------------------------------------------------------------------------

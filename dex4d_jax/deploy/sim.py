@@ -11,7 +11,7 @@ from the training environment's MJCF and object set) and import only mujoco and 
 * `ArmHandSim`: the xArm6 + LEAP hand scene: joint targets go to the position servos.
 * `CameraPoints`: the object's keypoints as a camera would track them: a point is visible
   when it lies in the camera's field of view and the first surface a ray from the camera
-  meets is the object's, at that point (not something in front of it); optional noise.
+  meets is at that point or beyond it (nothing in front of it); optional noise.
 """
 
 from __future__ import annotations
