@@ -127,8 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tracks", required=True, metavar="TRACKS.npz",
                    help="3D point track: points [T, N, 3] (world, metres), visible [T, N]")
     r.add_argument("--robot", choices=("sim",), default="sim",
-                   help="sim: native MuJoCo (ap2ap_wrench policies); a real robot plugs in "
-                        "through deploy.runtime.Robot (docs/deploy.md)")
+                   help="sim: native MuJoCo (the object alone for ap2ap_wrench policies, the "
+                        "xArm6 + LEAP hand for ap2ap ones); a real robot plugs in through "
+                        "deploy.runtime.Robot (docs/deploy.md)")
     r.add_argument("--object", default=None, metavar="ID|box:HX,HY,HZ",
                    help="the simulated object: an index into the policy's object set, or a "
                         "box of half sizes in metres (default: object 0)")
@@ -449,7 +450,6 @@ def _run(args, parser) -> int:
     import json  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
-    from dex4d_jax.envs import load  # noqa: PLC0415
 
     from dex4d_jax.deploy import sim_setup  # noqa: PLC0415
     from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError  # noqa: PLC0415
@@ -466,18 +466,10 @@ def _run(args, parser) -> int:
     except (PolicyFileError, FileNotFoundError, formats.FormatError) as err:
         print(f"dex4d: error: {err}", file=sys.stderr)
         return 2
-    if policy.info.env != "ap2ap_wrench":
-        print(f"dex4d: error: --robot sim drives ap2ap_wrench policies; {args.onnx} is for "
-              f"{policy.info.env!r} (drive dex4d_jax.deploy.sim.ArmHandSim from Python, "
-              "docs/deploy.md)", file=sys.stderr)
-        return 2
-    env = load(policy.info.env, **policy.info.env_overrides)
-    if half is not None:
-        obj = sim_setup.box_object(half)
-    elif not 0 <= index < len(getattr(env, "objects", [])):
-        parser.error(f"--object {index}: the policy's task has objects 0..{len(env.objects) - 1}")
-    else:
-        obj = env.objects[index]
+    try:
+        sim, camera = sim_setup.simulation(policy.info, index if half is None else half)
+    except ValueError as err:
+        parser.error(f"--object {args.object}: {err}")
     pose = None if args.pose is None else (np.array(args.pose[:3]), np.array(args.pose[3:]))
 
     import warnings  # noqa: PLC0415
@@ -492,7 +484,7 @@ def _run(args, parser) -> int:
                   flush=True)
 
     try:
-        result = sim_setup.run_track(policy, env, track.points, track.visible, obj, pose,
+        result = sim_setup.run_track(policy, track.points, track.visible, sim, camera, pose,
                                      args.steps, args.noise, args.video, on_tick=on_tick,
                                      seed=args.seed)
     except ValueError as err:

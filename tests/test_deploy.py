@@ -138,7 +138,7 @@ def test_point_selector_keeps_slots_and_frame():
 
 def test_simulated_camera_sees_the_near_side_only(wrench):
     box = sim_setup.box_object([0.03, 0.03, 0.03])
-    model = sim_setup.wrench_model(wrench, box)
+    model = sim_setup.wrench_model(wrench.config.sim_dt, box)
     s = sim.WrenchSim(model, wrench.dt)
     s.set_object_pose(np.array([0.0, 0.0, 0.75]), np.array([1.0, 0, 0, 0]))
     # Face centres in the object frame: -y faces the camera (at y = -0.75), +y faces away.
@@ -273,3 +273,56 @@ def test_run_cli(untrained_policy, wrench, tmp_path, capsys):
     code, text = run_cli(capsys, "run", "--onnx", str(tmp_path / "x.onnx"), "--tracks",
                          str(tracks))
     assert code == 2 and "not found" in text
+
+
+def test_run_drives_the_arm_and_hand_within_limits(tmp_path, capsys):
+    """An (untrained) 22-joint student through `dex4d run --robot sim` on the xArm6 + LEAP
+    scene; then the same loop in Python: every command within the joint limits and at most
+    `max_joint_step` from the previous one, and the robot moves."""
+    from dex4d_jax import robot
+    from dex4d_jax.envs import robot_scene
+
+    sizes = {"joint_pos": 22, "joint_vel": 22, "action": 22, "points": 64}
+    net = StudentNetwork(action_size=22, width=32, num_layers=1, num_heads=4,
+                         point_hidden=(32, 32))
+    params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
+    ranges = robot.joint_ranges(robot_scene.scene_spec().compile())
+    meta = {"dex4d.contract": "dex4d-student/1", "dex4d.version": "test", "dex4d.env": "ap2ap",
+            "dex4d.env_overrides": "{}", "dex4d.sizes": json.dumps(sizes),
+            "dex4d.num_points": "64", "dex4d.checkpoint": "none", "dex4d.step": "0",
+            "dex4d.joint_names": json.dumps(list(robot.JOINT_NAMES)),
+            "dex4d.action_mapping": json.dumps({
+                "kind": "arm_delta_hand_absolute", "num_arm": 6, "arm_step": 10 / 60,
+                "joint_low": ranges[:, 0].tolist(), "joint_high": ranges[:, 1].tolist()}),
+            "dex4d.control_frequency_hz": "30.0", "dex4d.points_origin_in_world": "[0, 0, 0.6]",
+            "dex4d.success_threshold": "0.05", "dex4d.hold_steps": "30"}
+    model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
+                                     {"width": 32, "num_layers": 1, "num_heads": 4,
+                                      "arch": "transformer", "encoder": "paired"}, sizes, meta)
+    path = tmp_path / "robot.onnx"
+    path.write_bytes(model.SerializeToString())
+    pts = np.random.default_rng(0).uniform(-0.03, 0.03, (64, 3))
+    frames = np.stack([pts + [0.45, 0, 0.64], pts + [0.45, 0, 0.74]]).astype(np.float32)
+    tracks = tmp_path / "t.npz"
+    formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
+    code, text = run_cli(capsys, "run", "--onnx", str(path), "--tracks", str(tracks),
+                         "--object", "box:0.03,0.03,0.03", "--pose", "0.45", "0", "0.64", "1",
+                         "0", "0", "0", "--steps", "5")
+    assert code == 1 and "timeout after 5 ticks" in text, text
+
+    policy = OnnxPolicy(str(path))
+    s, camera = sim_setup.simulation(policy.info, [0.03, 0.03, 0.03])
+    s.set_object_pose(np.array([0.45, 0, 0.64]), np.array([1.0, 0, 0, 0]))
+    start = s.observe().joint_pos.copy()
+    points = sim.CameraPoints(s, frames[0] - [0.45, 0, 0.64], camera)
+    controller = runtime.Controller(policy, s, points, frames, np.ones((2, 64), bool),
+                                    clock=s.time, max_joint_step=0.2)
+    previous = start.astype(np.float64)
+    for _ in range(10):
+        assert controller.tick()[1] is None
+        cmd = s.data.ctrl.copy()
+        assert np.all(cmd >= ranges[:, 0] - 1e-9) and np.all(cmd <= ranges[:, 1] + 1e-9)
+        assert np.abs(cmd - previous).max() <= 0.2 + 1e-9
+        previous = cmd
+        s.wait()
+    assert np.abs(s.observe().joint_pos - start).max() > 0.05

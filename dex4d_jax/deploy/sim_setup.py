@@ -16,35 +16,90 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from dex4d_jax import object_families
+from dex4d_jax import envs, object_families, object_library, robot
 from dex4d_jax.deploy import sim as native
-from dex4d_jax.deploy.policy import OnnxPolicy
+from dex4d_jax.deploy.policy import OnnxPolicy, PolicyInfo
 from dex4d_jax.deploy.runtime import Controller, mean_visible_distance
-from dex4d_jax.envs import ap2ap_wrench, objects
+from dex4d_jax.envs import ap2ap_wrench, objects, robot_scene
 
 WRENCH_CAMERA = "front"
 
 
-def wrench_model(env: ap2ap_wrench.Ap2apWrench, obj: object_families.ObjectSpec
-                 ) -> mujoco.MjModel:
-    """The wrench scene holding `obj`, compiled for native MuJoCo with the env's time step."""
+def wrench_model(sim_dt: float, obj: object_families.ObjectSpec) -> mujoco.MjModel:
+    """The wrench scene holding `obj`, compiled for native MuJoCo with time step `sim_dt`."""
     with open(ap2ap_wrench.base.mjcf_path("ap2ap_wrench.xml")) as f:
         model = objects.compile_object_model(f.read(), obj)
-    model.opt.timestep = env.config.sim_dt
+    model.opt.timestep = sim_dt
     return model
 
 
-def box_object(half_sizes) -> object_families.ObjectSpec:
-    """A box of the given half sizes (metres) in the wrench scene's slot layout."""
-    slots = object_families.fill_slots([object_families.box(half_sizes)], objects.SLOT_KINDS,
-                                       "box")
+def robot_model(sim_dt: float, obj: object_families.ObjectSpec,
+                inertial: objects.Inertial | None = None) -> mujoco.MjModel:
+    """The xArm6 + LEAP scene holding `obj` (robot slot layout), for native MuJoCo."""
+    model = objects.compile_object_model(lambda: robot_scene.scene_spec(), obj,
+                                         robot_scene.SLOT_GEOMS, object_library.ROBOT_SLOTS,
+                                         inertial)
+    model.opt.timestep = sim_dt
+    return model
+
+
+def box_object(half_sizes, slot_kinds=objects.SLOT_KINDS) -> object_families.ObjectSpec:
+    """A box of the given half sizes (metres) in a scene's slot layout (default: the wrench's)."""
+    slots = object_families.fill_slots([object_families.box(half_sizes)], slot_kinds, "box")
     return object_families.ObjectSpec("box", "box", tuple(slots))
 
 
 def wrench_sim(env, object_id: int) -> tuple[native.WrenchSim, np.ndarray]:
     """(WrenchSim of object `object_id` of the env's set, its keypoints [128, 3])."""
-    model = wrench_model(env, env.objects[object_id])
+    model = wrench_model(env.config.sim_dt, env.objects[object_id])
     return native.WrenchSim(model, env.dt), np.asarray(env.keypoints[object_id], np.float64)
+
+
+def simulation(info: PolicyInfo, obj: int | list) -> tuple[native._Sim, str]:
+    """The native simulation of a policy's task, holding `obj`, and its camera's name.
+
+    Args:
+      info: the exported policy's metadata (task, config overrides, control rate).
+      obj: an index into the task's object set, or box half sizes [3] in metres.
+
+    `ap2ap_wrench`: the object alone, moved by the twist. `ap2ap`: the robot at the
+    grasp-ready pose (keyframe) and the object, both as the MJCF has them; the object is placed
+    by the caller.
+    """
+    cfg = envs.apply_overrides(envs.get_default_config(info.env), info.env_overrides)
+    ctrl_dt = 1.0 / info.control_frequency_hz
+    if info.env == "ap2ap_wrench":
+        if isinstance(obj, int):
+            specs = object_families.make_object_set(tuple(cfg.families), cfg.num_objects,
+                                                    cfg.object_seed, objects.SLOT_KINDS)
+            _check_index(obj, len(specs))
+            spec = specs[obj]
+        else:
+            spec = box_object(obj)
+        return native.WrenchSim(wrench_model(cfg.sim_dt, spec), ctrl_dt), WRENCH_CAMERA
+    if info.env == "ap2ap":
+        inertial = None
+        if isinstance(obj, int):
+            library = object_library.load_library(cfg.split, cfg.num_objects, cfg.object_seed,
+                                                  tuple(cfg.families))
+            _check_index(obj, len(library))
+            spec = library.spec(obj)
+            inertial = objects.Inertial(library.mass[obj], library.com[obj],
+                                        library.inertia[obj], library.iquat[obj])
+        else:
+            spec = box_object(obj, object_library.ROBOT_SLOTS)
+        model = robot_model(cfg.sim_dt, spec, inertial)
+        sim = native.ArmHandSim(model, ctrl_dt)
+        key = model.key(robot.GRASP_READY_KEY)
+        sim.data.qpos[:] = key.qpos
+        sim.set_joints(key.qpos[: robot.NUM_JOINTS])
+        return sim, robot.CAMERA
+    raise ValueError(f"No native simulation of {info.env!r}.")
+
+
+def _check_index(index: int, count: int) -> None:
+    if not 0 <= index < count:
+        raise ValueError(f"object {index}: the policy's task has objects 0..{count - 1}")
 
 
 @dataclasses.dataclass
@@ -179,26 +234,25 @@ class TrackRun:
     frames: int
 
 
-def run_track(policy: OnnxPolicy, env, points: np.ndarray, visible: np.ndarray,
-              obj: object_families.ObjectSpec, pose: tuple[np.ndarray, np.ndarray] | None,
-              max_steps: int, noise_std: float = 0.0, video: str | None = None,
-              camera: str = WRENCH_CAMERA, on_tick=None, seed: int = 0) -> TrackRun:
-    """Drives a simulated `ap2ap_wrench` object along a 3D point track [T, N, 3] (world).
+def run_track(policy: OnnxPolicy, points: np.ndarray, visible: np.ndarray, sim, camera: str,
+              pose: tuple[np.ndarray, np.ndarray] | None, max_steps: int,
+              noise_std: float = 0.0, video: str | None = None, on_tick=None,
+              seed: int = 0) -> TrackRun:
+    """Drives a simulated object along a 3D point track [T, N, 3] (world frame).
 
-    The object `obj` starts at `pose` (position, wxyz; default: at the centroid of the first
-    frame's visible points, unrotated) and carries the first frame's visible track points
-    rigidly; the simulated camera decides which of them are seen at each tick.
+    The simulation's object (`simulation(...)`) starts at `pose` (position, wxyz; default: at
+    the centroid of the first frame's visible points, unrotated) and carries the first frame's
+    visible track points rigidly; the simulated camera `camera` decides which of them are seen
+    at each tick.
     """
-    if policy.info.env != "ap2ap_wrench":
-        raise ValueError(f"--robot sim drives ap2ap_wrench policies; this policy is for "
-                         f"{policy.info.env!r} (drive deploy.sim.ArmHandSim from Python).")
-    sim = native.WrenchSim(wrench_model(env, obj), env.dt)
     first = visible[0]
     if not first.any():
         raise ValueError("No point of the track is visible in its first frame.")
     if pose is None:
         pose = (points[0][first].mean(axis=0), np.array([1.0, 0.0, 0.0, 0.0]))
     pos, quat = np.asarray(pose[0], np.float64), np.asarray(pose[1], np.float64)
+    if not np.linalg.norm(quat) > 0:
+        raise ValueError("The pose's quaternion is zero.")
     quat = quat / np.linalg.norm(quat)
     sim.set_object_pose(pos, quat)
     keypoints = (points[0] - pos) @ native.quat_to_mat(quat)  # object frame
