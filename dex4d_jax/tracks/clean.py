@@ -223,8 +223,9 @@ def _rotation_to_quat(rot: np.ndarray) -> np.ndarray:
     return q * np.where(q[..., :1] < 0, -1.0, 1.0)
 
 
-def _quat_to_rotation(q: np.ndarray) -> np.ndarray:
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """[..., 4] quaternions wxyz (normalized here) -> [..., 3, 3] rotation matrices."""
+    q = np.asarray(q, dtype=np.float64)
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = np.moveaxis(q, -1, 0)
     return np.stack([
@@ -274,7 +275,7 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     mean = kernel / np.maximum(s0, 1e-12)[:, None]
     weights = np.where(ok[:, None], line, mean)
     trans = weights @ fit.translations
-    rot = _quat_to_rotation(weights @ quat)
+    rot = quat_to_matrix(weights @ quat)
     rot[0], trans[0] = fit.rotations[0], fit.translations[0]
     return RigidFit(rot, trans, fit.frame_valid, fit.residuals)
 

@@ -17,7 +17,7 @@ import sys
 import cv2
 import numpy as np
 
-from dex4d_jax.tracks import formats, video
+from dex4d_jax.tracks import clean, formats, video
 
 # MuJoCo cameras look along -z with y up; OpenCV cameras along +z with y down.
 MUJOCO_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0])
@@ -78,18 +78,6 @@ def axis_angle_to_quat(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
     axis = axis / np.linalg.norm(axis)
     half = 0.5 * np.asarray(angle, dtype=np.float64)[..., None]
     return np.concatenate([np.cos(half), np.sin(half) * axis], axis=-1)
-
-
-def quat_to_mat(quat: np.ndarray) -> np.ndarray:
-    """Quaternions [..., 4] wxyz -> rotation matrices [..., 3, 3]."""
-    q = np.asarray(quat, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
 
 
 def default_trajectory(num_frames: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +319,7 @@ def ground_truth_points(
     yn = (xy[:, 1] - k_mat[1, 2]) / k_mat[1, 1]
     xn = (xy[:, 0] - k_mat[0, 2] - k_mat[0, 1] * yn) / k_mat[0, 0]
     dirs_world = np.stack([xn, yn, np.ones_like(xn)], axis=1) @ pose[:3, :3].T
-    rot0 = quat_to_mat(obj_quat_world[0])
+    rot0 = clean.quat_to_matrix(obj_quat_world[0])
     origin_obj = rot0.T @ (pose[:3, 3] - obj_pos_world[0])
     dirs_obj = dirs_world @ rot0  # rows are R0^T d
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -342,6 +330,6 @@ def ground_truth_points(
     hit = (t_near <= t_far) & (t_far > 0)
     p_obj = origin_obj + t_near[:, None] * dirs_obj
     p_obj[~hit] = np.nan
-    rots = quat_to_mat(obj_quat_world)  # [T, 3, 3]
+    rots = clean.quat_to_matrix(obj_quat_world)  # [T, 3, 3]
     points = np.einsum("tij,nj->tni", rots, p_obj) + obj_pos_world[:, None, :]
     return points, hit
