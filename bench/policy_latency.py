@@ -58,14 +58,10 @@ def main(argv=None) -> int:
     params = net.init(jax.random.PRNGKey(0), *x.values())
     network = {"width": 128, "num_layers": 4, "num_heads": 4, "arch": "transformer",
                "encoder": "paired"}
-    meta = {"dex4d.contract": "dex4d-student/1", "dex4d.version": "bench", "dex4d.env": "bench",
-            "dex4d.env_overrides": "{}", "dex4d.joint_names": str([f"j{i}" for i in range(a)]
-                                                                  ).replace("'", '"'),
-            "dex4d.action_mapping": '{"kind": "twist", "max_lin_speed": 1, "max_ang_speed": 1}',
-            "dex4d.control_frequency_hz": "30", "dex4d.num_points": "64",
-            "dex4d.points_origin_in_world": "[0, 0, 0]", "dex4d.success_threshold": "0.05",
-            "dex4d.hold_steps": "1", "dex4d.checkpoint": "", "dex4d.step": "0",
-            "dex4d.sizes": str(sizes).replace("'", '"')}
+    info = {"joint_names": [f"j{i}" for i in range(a)], "control_frequency_hz": 30.0,
+            "action_mapping": {"kind": "twist", "max_lin_speed": 1.0, "max_ang_speed": 1.0},
+            "points_origin_in_world": [0, 0, 0], "success_threshold": 0.05, "hold_steps": 1}
+    meta = onnx_graph.contract_metadata("dex4d-student/1", "bench", {}, info, sizes)
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params), network,
                                      sizes, meta)
     with tempfile.TemporaryDirectory() as tmp:

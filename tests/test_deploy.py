@@ -34,14 +34,8 @@ def untrained_policy(wrench, tmp_path_factory):
     net = StudentNetwork(action_size=6, width=32, num_layers=1, num_heads=4,
                          point_hidden=(32, 32))
     params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
-    meta = {"dex4d.contract": "dex4d-student/1", "dex4d.version": "test",
-            "dex4d.env": "ap2ap_wrench", "dex4d.env_overrides": "{}",
-            "dex4d.sizes": json.dumps(sizes), "dex4d.num_points": "64",
-            "dex4d.checkpoint": "none", "dex4d.step": "0"}
-    info = wrench.deploy_info
-    for key in ("joint_names", "action_mapping", "control_frequency_hz",
-                "points_origin_in_world", "success_threshold", "hold_steps"):
-        meta[f"dex4d.{key}"] = json.dumps(info[key])
+    meta = onnx_graph.contract_metadata("dex4d-student/1", "ap2ap_wrench", {},
+                                        wrench.deploy_info, sizes)
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
                                      {"width": 32, "num_layers": 1, "num_heads": 4,
                                       "arch": "transformer", "encoder": "paired"}, sizes, meta)
@@ -287,15 +281,13 @@ def test_run_drives_the_arm_and_hand_within_limits(tmp_path, capsys):
                          point_hidden=(32, 32))
     params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
     ranges = robot.joint_ranges(robot_scene.scene_spec().compile())
-    meta = {"dex4d.contract": "dex4d-student/1", "dex4d.version": "test", "dex4d.env": "ap2ap",
-            "dex4d.env_overrides": "{}", "dex4d.sizes": json.dumps(sizes),
-            "dex4d.num_points": "64", "dex4d.checkpoint": "none", "dex4d.step": "0",
-            "dex4d.joint_names": json.dumps(list(robot.JOINT_NAMES)),
-            "dex4d.action_mapping": json.dumps({
-                "kind": "arm_delta_hand_absolute", "num_arm": 6, "arm_step": 10 / 60,
-                "joint_low": ranges[:, 0].tolist(), "joint_high": ranges[:, 1].tolist()}),
-            "dex4d.control_frequency_hz": "30.0", "dex4d.points_origin_in_world": "[0, 0, 0.6]",
-            "dex4d.success_threshold": "0.05", "dex4d.hold_steps": "30"}
+    # ap2ap's deploy_info without building the environment (its object library).
+    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
+            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
+                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
+                               "joint_high": ranges[:, 1].tolist()},
+            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
+    meta = onnx_graph.contract_metadata("dex4d-student/1", "ap2ap", {}, info, sizes)
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
                                      {"width": 32, "num_layers": 1, "num_heads": 4,
                                       "arch": "transformer", "encoder": "paired"}, sizes, meta)

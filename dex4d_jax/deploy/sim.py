@@ -144,12 +144,16 @@ class CameraPoints:
       noise_std: Gaussian noise on visible points (metres).
       tolerance: a ray may stop this far (metres) before the point and still see it.
       seed: noise seed.
+      trackable: optional [N] bool; False points are never visible (a track's points that
+        had no position in its first frame).
     """
 
     def __init__(self, sim: _Sim, keypoints: np.ndarray, camera: str, width: int = 640,
                  height: int = 480, noise_std: float = 0.0, tolerance: float = 0.004,
-                 seed: int = 0):
+                 seed: int = 0, trackable: np.ndarray | None = None):
         self.sim, self.keypoints = sim, np.asarray(keypoints, np.float64)
+        self.trackable = (np.ones(len(self.keypoints), bool) if trackable is None
+                          else np.asarray(trackable, bool))
         self.camera = sim.model.camera(camera).id
         self.width, self.height = width, height
         self.noise_std, self.tolerance = noise_std, tolerance
@@ -184,7 +188,7 @@ class CameraPoints:
     def read(self) -> PointFrame:
         """The tracked points now (simulation clock)."""
         points = self.true_points()
-        visible = self.visibility(points)
+        visible = self.visibility(points) & self.trackable
         if self.noise_std > 0:
             points = points + self.noise_std * self.rng.standard_normal(points.shape)
         return PointFrame(points, visible, self.sim.time())

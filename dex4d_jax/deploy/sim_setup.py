@@ -137,8 +137,14 @@ def evaluate_native(policy: OnnxPolicy, env, num_episodes: int, seed: int, episo
     table = np.asarray(policy.info.points_origin_in_world)
     cfg = env.config
     results = []
+    models = {}  # one native compile per object, not per episode
+    all_keypoints = np.asarray(env.keypoints, np.float64)
     for e in range(num_episodes):
-        sim, keypoints = wrench_sim(env, int(object_ids[e]))
+        k = int(object_ids[e])
+        if k not in models:
+            models[k] = wrench_model(cfg.sim_dt, env.objects[k])
+        sim = native.WrenchSim(models[k], env.dt)
+        keypoints = all_keypoints[k]
         sim.set_object_pose(qpos[e, :3], qpos[e, 3:7])
         camera_points = native.CameraPoints(sim, keypoints, camera, noise_std=noise_std,
                                             seed=seed * 100003 + e)
@@ -174,13 +180,13 @@ def compare_wrench(env, actions: np.ndarray, seed: int = 0) -> dict[str, np.ndar
     control step, in the world frame.
     """
     state = jax.jit(env.reset)(jax.random.PRNGKey(seed))
+    q0 = np.asarray(state.pipeline_state.qpos)
     step = jax.jit(env.step)
     mjx_qpos = []
     for a in actions:
         state = step(state, jnp.asarray(a, jnp.float32))
         mjx_qpos.append(np.asarray(state.pipeline_state.qpos))
     sim, _ = wrench_sim(env, int(state.info["object_id"]))
-    q0 = np.asarray(jax.jit(env.reset)(jax.random.PRNGKey(seed)).pipeline_state.qpos)
     sim.set_object_pose(q0[:3], q0[3:7])
     scale = np.array([env.config.max_lin_speed] * 3 + [env.config.max_ang_speed] * 3)
     native_qpos = []
@@ -256,10 +262,9 @@ def run_track(policy: OnnxPolicy, points: np.ndarray, visible: np.ndarray, sim, 
     quat = quat / np.linalg.norm(quat)
     sim.set_object_pose(pos, quat)
     keypoints = (points[0] - pos) @ native.quat_to_mat(quat)  # object frame
-    camera_points = native.CameraPoints(sim, keypoints, camera, noise_std=noise_std, seed=seed)
     # Points unseen in the first frame have no place on the object: never seen.
-    visibility = camera_points.visibility
-    camera_points.visibility = lambda p: visibility(p) & first  # type: ignore[method-assign]
+    camera_points = native.CameraPoints(sim, keypoints, camera, noise_std=noise_std, seed=seed,
+                                        trackable=first)
     controller = Controller(policy, sim, camera_points, points, visible, clock=sim.time,
                             seed=seed)
     writer = renderer = None

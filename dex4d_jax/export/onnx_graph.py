@@ -15,12 +15,15 @@ Only numpy and onnx are imported: building a graph needs no JAX.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+import dex4d_jax
 
 OPSET = 18
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it
@@ -183,6 +186,37 @@ class Graph:
             model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(value)))
         onnx.checker.check_model(model, full_check=True)
         return model
+
+
+def contract_metadata(contract: str, env: str, env_overrides: Mapping, deploy_info: Mapping,
+                      sizes: Mapping[str, int], checkpoint: str = "", step: int = 0
+                      ) -> dict[str, str]:
+    """The `dex4d.*` metadata of an exported policy (docs/deploy.md lists the keys).
+
+    Args:
+      contract: "dex4d-student/1" or "dex4d-teacher/1".
+      env, env_overrides: the training environment's name and config overrides.
+      deploy_info: the environment's `deploy_info` (joint names, action mapping, control
+        frequency, points' origin, success threshold, hold steps).
+      sizes: the input sizes ({"joint_pos", "joint_vel", "action", "points"} for a student).
+      checkpoint, step: where the parameters came from.
+    """
+    return {
+        "dex4d.contract": contract,
+        "dex4d.version": dex4d_jax.__version__,
+        "dex4d.env": env,
+        "dex4d.env_overrides": json.dumps(dict(env_overrides), sort_keys=True),
+        "dex4d.joint_names": json.dumps(list(deploy_info["joint_names"])),
+        "dex4d.action_mapping": json.dumps(deploy_info["action_mapping"]),
+        "dex4d.control_frequency_hz": json.dumps(deploy_info["control_frequency_hz"]),
+        "dex4d.num_points": json.dumps(sizes.get("points", 0)),
+        "dex4d.points_origin_in_world": json.dumps(list(deploy_info["points_origin_in_world"])),
+        "dex4d.success_threshold": json.dumps(deploy_info["success_threshold"]),
+        "dex4d.hold_steps": json.dumps(deploy_info["hold_steps"]),
+        "dex4d.sizes": json.dumps(dict(sizes)),
+        "dex4d.checkpoint": checkpoint,
+        "dex4d.step": json.dumps(step),
+    }
 
 
 def _input(name: str, dtype, dims: list) -> onnx.ValueInfoProto:

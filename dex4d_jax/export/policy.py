@@ -16,7 +16,6 @@ input sizes, success threshold and hold steps, and the checkpoint it came from.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
@@ -25,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
-import dex4d_jax
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.student import dagger
 from dex4d_jax.student import train as student_train
@@ -40,26 +38,6 @@ STUDENT_OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
 
 def _numpy_tree(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), jax.device_get(tree))
-
-
-def _metadata(kind: str, env, config, checkpoint: str, step: int, sizes: dict) -> dict:
-    info = env.deploy_info
-    return {
-        "dex4d.contract": kind,
-        "dex4d.version": dex4d_jax.__version__,
-        "dex4d.env": config.env.name,
-        "dex4d.env_overrides": json.dumps(config.env.overrides.to_dict(), sort_keys=True),
-        "dex4d.joint_names": json.dumps(info["joint_names"]),
-        "dex4d.action_mapping": json.dumps(info["action_mapping"]),
-        "dex4d.control_frequency_hz": json.dumps(info["control_frequency_hz"]),
-        "dex4d.num_points": json.dumps(sizes.get("points", 0)),
-        "dex4d.points_origin_in_world": json.dumps(info["points_origin_in_world"]),
-        "dex4d.success_threshold": json.dumps(info["success_threshold"]),
-        "dex4d.hold_steps": json.dumps(info["hold_steps"]),
-        "dex4d.sizes": json.dumps(sizes),
-        "dex4d.checkpoint": checkpoint,
-        "dex4d.step": json.dumps(step),
-    }
 
 
 def random_student_inputs(sizes: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -159,8 +137,10 @@ class LoadedPolicy:
 
     def onnx_model(self) -> onnx.ModelProto:
         """The ONNX model of this policy."""
-        meta = _metadata(self.kind, self.env, self.config, self.checkpoint, self.step,
-                         self.sizes)
+        meta = onnx_graph.contract_metadata(self.kind, self.config.env.name,
+                                            self.config.env.overrides.to_dict(),
+                                            self.env.deploy_info, self.sizes, self.checkpoint,
+                                            self.step)
         params = _numpy_tree(self.params)
         if self.kind == STUDENT_CONTRACT:
             return onnx_graph.student_model(params, self.config.network.to_dict(), self.sizes,

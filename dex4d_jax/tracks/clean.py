@@ -365,6 +365,16 @@ class CleanResult:
     fit: RigidFit
 
 
+@dataclasses.dataclass(frozen=True)
+class CleanOptions:
+    """The cleaning settings the pipeline and the CLI pass to `clean_tracks` (same meanings)."""
+
+    ransac_threshold: float = 0.01
+    max_outlier_fraction: float = 0.2
+    smooth_sigma_frames: float = 0.0
+    waypoint_distance: float = 0.0
+
+
 def clean_tracks(
     tracks: formats.Tracks3D,
     *,

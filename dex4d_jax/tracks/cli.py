@@ -118,15 +118,14 @@ def run(args, parser: argparse.ArgumentParser) -> int:
     Bad input (missing file, malformed array, inputs that do not fit together) becomes
     `parser.error(message)`, which exits with status 2.
     """
-    from dex4d_jax.tracks import formats, pipeline  # noqa: PLC0415
+    from dex4d_jax.tracks import clean, formats, pipeline  # noqa: PLC0415
 
     if args.tracks_command == "demo":
         return _demo(args)
     _check_numbers(args, parser)
-    clean_kwargs = dict(sampling=args.sampling, ransac_threshold=args.ransac_threshold,
-                        max_outlier_fraction=args.max_outlier_fraction,
-                        smooth_sigma_frames=args.smooth_sigma,
-                        waypoint_distance=args.waypoint_distance)
+    clean_kwargs = dict(sampling=args.sampling, cleaning=clean.CleanOptions(
+        ransac_threshold=args.ransac_threshold, max_outlier_fraction=args.max_outlier_fraction,
+        smooth_sigma_frames=args.smooth_sigma, waypoint_distance=args.waypoint_distance))
     try:
         if args.tracks_command == "lift":
             tracks2d = formats.load_tracks2d(args.tracks2d)

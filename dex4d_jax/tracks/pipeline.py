@@ -49,10 +49,7 @@ def lift_and_clean(
     *,
     mask: np.ndarray | None = None,
     sampling: str = "bilinear",
-    ransac_threshold: float = 0.01,
-    max_outlier_fraction: float = 0.2,
-    smooth_sigma_frames: float = 0.0,
-    waypoint_distance: float = 0.0,
+    cleaning: clean.CleanOptions = clean.CleanOptions(),
 ) -> PipelineResult:
     """Lifts 2D tracks (see `lift.lift_tracks`) and cleans them (see `clean.clean_tracks`).
 
@@ -67,10 +64,7 @@ def lift_and_clean(
     scale = lift.estimate_metric_scale(rel[0], depth0, mask=mask,
                                        pixels_xy=None if mask is not None else first)
     raw = lift.lift_tracks(tracks2d, depth, camera, depth0, scale=scale, sampling=sampling)
-    cleaned = clean.clean_tracks(raw, ransac_threshold=ransac_threshold,
-                                 max_outlier_fraction=max_outlier_fraction,
-                                 smooth_sigma_frames=smooth_sigma_frames,
-                                 waypoint_distance=waypoint_distance)
+    cleaned = clean.clean_tracks(raw, **dataclasses.asdict(cleaning))
     return PipelineResult(cleaned.tracks, tracks2d, raw, scale, cleaned)
 
 
@@ -85,10 +79,7 @@ def run_pipeline(
     tracker: trackers.PointTracker | None = None,
     margin_px: int = 3,
     sampling: str = "bilinear",
-    ransac_threshold: float = 0.01,
-    max_outlier_fraction: float = 0.2,
-    smooth_sigma_frames: float = 0.0,
-    waypoint_distance: float = 0.0,
+    cleaning: clean.CleanOptions = clean.CleanOptions(),
     progress_fn: ProgressFn | None = None,
     show_progress: bool = False,
 ) -> PipelineResult:
@@ -104,10 +95,8 @@ def run_pipeline(
         tracker: an online PointTracker (default: LucasKanadeTracker()).
         margin_px: mask erosion before picking points (keeps them off the silhouette).
         sampling: depth sampling, "bilinear" or "nearest".
-        ransac_threshold: metres, see `clean.reject_outlier_tracks`.
-        max_outlier_fraction: see `clean.reject_outlier_tracks`.
-        smooth_sigma_frames: > 0 smooths the rigid motion (see `clean.clean_tracks`).
-        waypoint_distance: metres between goal waypoints; <= 0 keeps every frame.
+        cleaning: RANSAC threshold, outlier fraction, smoothing and waypoint distance (see
+            `clean.clean_tracks`).
         progress_fn: optional callable(stage, done, total).
         show_progress: print a tqdm progress bar (stderr) while tracking.
 
@@ -155,10 +144,7 @@ def run_pipeline(
         if bar is not None:
             bar.close()
     return lift_and_clean(tracks2d, depth, camera, depth0, mask=mask, sampling=sampling,
-                          ransac_threshold=ransac_threshold,
-                          max_outlier_fraction=max_outlier_fraction,
-                          smooth_sigma_frames=smooth_sigma_frames,
-                          waypoint_distance=waypoint_distance)
+                          cleaning=cleaning)
 
 
 def from_video(
