@@ -8,7 +8,7 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from dex4d_jax import geometry
+from dex4d_jax import shapes
 
 # Grid cells along the longest side of the region where primitives overlap.
 OVERLAP_GRID_CELLS = 48
@@ -38,7 +38,7 @@ class MassProperties(NamedTuple):
         return self._replace(mass=mass, inertia=self.inertia * scale)
 
 
-def _primitive_moments(p: geometry.Primitive) -> tuple[float, np.ndarray, np.ndarray]:
+def _primitive_moments(p: shapes.Primitive) -> tuple[float, np.ndarray, np.ndarray]:
     """Exact volume, first moment [3] and second moment [3, 3] (integral of r r^T) of a primitive.
 
     All at unit density about the object-frame origin. A primitive's centroid is its centre.
@@ -61,12 +61,12 @@ def _primitive_moments(p: geometry.Primitive) -> tuple[float, np.ndarray, np.nda
             19.0 / 320.0 * radius**2 + (half_length + 3.0 * radius / 8.0) ** 2
         )
         local = np.diag([across, across, along])
-    rot = geometry._quat_to_mat_np(p.quat)
+    rot = shapes._quat_to_mat_np(p.quat)
     return volume, volume * p.pos, rot @ local @ rot.T + volume * np.outer(p.pos, p.pos)
 
 
 def _overlap_moments(
-    primitives: Sequence[geometry.Primitive], cells: int
+    primitives: Sequence[shapes.Primitive], cells: int
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Volume and moments counted more than once by summing the primitives, on a grid.
 
@@ -74,7 +74,7 @@ def _overlap_moments(
     longest side); a cell centre inside k > 1 primitives is a small solid box counted k - 1
     times too often.
     """
-    boxes = [geometry.bounding_box([p]) for p in primitives]
+    boxes = [shapes.bounding_box([p]) for p in primitives]
     lows, highs = [], []
     for i in range(len(boxes)):
         for j in range(i + 1, len(boxes)):
@@ -89,7 +89,7 @@ def _overlap_moments(
     step = (high - low) / counts
     axes = [low[k] + step[k] * (np.arange(counts[k]) + 0.5) for k in range(3)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    extra = sum(geometry.point_inside_primitive(p, points).astype(float) for p in primitives)
+    extra = sum(shapes.point_inside_primitive(p, points).astype(float) for p in primitives)
     extra = np.maximum(extra - 1.0, 0.0) * float(np.prod(step))
     # Each cell is a box of sides `step`: its own second moment is step^2 / 12 per axis.
     second = (points * extra[:, None]).T @ points + np.sum(extra) * np.diag(step * step) / 12.0
@@ -97,7 +97,7 @@ def _overlap_moments(
 
 
 def mass_properties(
-    primitives: Sequence[geometry.Primitive], density: float, cells: int = OVERLAP_GRID_CELLS
+    primitives: Sequence[shapes.Primitive], density: float, cells: int = OVERLAP_GRID_CELLS
 ) -> MassProperties:
     """Mass, centre of mass and inertia of a union of primitives, overlaps counted once.
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from dex4d_jax import geometry
+from dex4d_jax import shapes
 
 QUAT_Z_TO_X = np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])
 QUAT_Z_TO_Y = np.array([np.cos(np.pi / 4), -np.sin(np.pi / 4), 0.0, 0.0])
@@ -39,29 +39,29 @@ class ObjectSpec:
 
     name: str
     family: str
-    slots: tuple[geometry.Primitive | None, ...]
+    slots: tuple[shapes.Primitive | None, ...]
 
     @property
-    def primitives(self) -> list[geometry.Primitive]:
+    def primitives(self) -> list[shapes.Primitive]:
         """The primitives the object is made of (unused slots left out)."""
         return [p for p in self.slots if p is not None]
 
 
-def box(half, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
+def box(half, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> shapes.Primitive:
     """A box of half extents `half` [3] at `pos` [3], turned by `quat` [4] (wxyz)."""
-    return geometry.Primitive(
+    return shapes.Primitive(
         "box", np.asarray(half, float), np.asarray(pos, float), np.asarray(quat, float)
     )
 
 
-def capsule(radius, half_length, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> geometry.Primitive:
+def capsule(radius, half_length, pos=(0.0, 0.0, 0.0), quat=_QUAT_ID) -> shapes.Primitive:
     """A capsule along its local z at `pos` [3], turned by `quat` [4] (wxyz)."""
-    return geometry.Primitive(
+    return shapes.Primitive(
         "capsule", np.array([radius, half_length]), np.asarray(pos, float), np.asarray(quat, float)
     )
 
 
-def capsule_between(start, end, radius: float) -> geometry.Primitive:
+def capsule_between(start, end, radius: float) -> shapes.Primitive:
     """A capsule whose segment runs from `start` to `end` (object frame, not straight down)."""
     start, end = np.asarray(start, float), np.asarray(end, float)
     length = np.linalg.norm(end - start)
@@ -71,7 +71,7 @@ def capsule_between(start, end, radius: float) -> geometry.Primitive:
     return capsule(radius, 0.5 * length, 0.5 * (start + end), quat / np.linalg.norm(quat))
 
 
-def octagram(half_width: float, half_height: float, z: float = 0.0) -> list[geometry.Primitive]:
+def octagram(half_width: float, half_height: float, z: float = 0.0) -> list[shapes.Primitive]:
     """Two square boxes 45 degrees apart about z: an eight-pointed star prism.
 
     Boxes cannot make a cylinder; the star's convex hull is a regular octagon of circumradius
@@ -81,14 +81,14 @@ def octagram(half_width: float, half_height: float, z: float = 0.0) -> list[geom
     return [box(half, [0.0, 0.0, z]), box(half, [0.0, 0.0, z], _QUAT_Z45)]
 
 
-def scaled(primitives: Sequence[geometry.Primitive], factor: float) -> list[geometry.Primitive]:
+def scaled(primitives: Sequence[shapes.Primitive], factor: float) -> list[shapes.Primitive]:
     """The primitives scaled uniformly about the frame origin."""
     return [dataclasses.replace(p, size=p.size * factor, pos=p.pos * factor) for p in primitives]
 
 
 def centre(
-    slots: Sequence[geometry.Primitive | None],
-) -> tuple[geometry.Primitive | None, ...]:
+    slots: Sequence[shapes.Primitive | None],
+) -> tuple[shapes.Primitive | None, ...]:
     """Shifts the primitives so the object frame sits at the centre of their bounding box.
 
     Args:
@@ -97,14 +97,14 @@ def centre(
     Returns:
         The same slots, moved.
     """
-    low, high = geometry.bounding_box([p for p in slots if p is not None])
+    low, high = shapes.bounding_box([p for p in slots if p is not None])
     middle = 0.5 * (low + high)
     return tuple(None if p is None else dataclasses.replace(p, pos=p.pos - middle) for p in slots)
 
 
 def fill_slots(
-    primitives: Sequence[geometry.Primitive], slot_kinds: Sequence[str], family: str
-) -> tuple[geometry.Primitive | None, ...]:
+    primitives: Sequence[shapes.Primitive], slot_kinds: Sequence[str], family: str
+) -> tuple[shapes.Primitive | None, ...]:
     """Puts each primitive into the first free slot of its kind, in order.
 
     Args:
@@ -115,7 +115,7 @@ def fill_slots(
     Returns:
         One primitive or None per slot.
     """
-    slots: list[geometry.Primitive | None] = [None] * len(slot_kinds)
+    slots: list[shapes.Primitive | None] = [None] * len(slot_kinds)
     for p in primitives:
         free = [i for i, kind in enumerate(slot_kinds) if kind == p.kind and slots[i] is None]
         if not free:
@@ -133,18 +133,18 @@ def fill_slots(
 # ----------------------------------------------------------------------------------------------
 
 
-def _sample_box(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_box(rng: np.random.Generator) -> list[shapes.Primitive]:
     return [box([rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05)])]
 
 
-def _sample_bottle(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_bottle(rng: np.random.Generator) -> list[shapes.Primitive]:
     """Upright capsule body with a square neck on top."""
     radius, half_length = rng.uniform(0.022, 0.035), rng.uniform(0.025, 0.05)
     neck = box([0.009, 0.009, rng.uniform(0.012, 0.02)], pos=[0.0, 0.0, half_length + radius])
     return [neck, capsule(radius, half_length)]
 
 
-def _sample_l_shape(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_l_shape(rng: np.random.Generator) -> list[shapes.Primitive]:
     long_half, thick = rng.uniform(0.04, 0.07), rng.uniform(0.012, 0.022)
     width, leg_half = rng.uniform(0.015, 0.03), rng.uniform(0.025, 0.05)
     bar = box([long_half, width, thick])
@@ -152,7 +152,7 @@ def _sample_l_shape(rng: np.random.Generator) -> list[geometry.Primitive]:
     return [bar, leg]
 
 
-def _sample_t_shape(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_t_shape(rng: np.random.Generator) -> list[shapes.Primitive]:
     top_half, thick = rng.uniform(0.04, 0.07), rng.uniform(0.012, 0.02)
     width, stem_half = rng.uniform(0.015, 0.03), rng.uniform(0.03, 0.055)
     top = box([top_half, width, thick], pos=[0.0, 0.0, stem_half])
@@ -160,7 +160,7 @@ def _sample_t_shape(rng: np.random.Generator) -> list[geometry.Primitive]:
     return [top, stem]
 
 
-def _sample_hammer(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_hammer(rng: np.random.Generator) -> list[shapes.Primitive]:
     """Lying capsule handle along x with a box head across its +x end."""
     handle_radius, handle_half = rng.uniform(0.01, 0.016), rng.uniform(0.045, 0.07)
     head = box(
@@ -170,12 +170,12 @@ def _sample_hammer(rng: np.random.Generator) -> list[geometry.Primitive]:
     return [head, capsule(handle_radius, handle_half, quat=QUAT_Z_TO_X)]
 
 
-def _sample_can(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_can(rng: np.random.Generator) -> list[shapes.Primitive]:
     """Upright eight-pointed star prism (the closest box-only shape to a cylinder)."""
     return octagram(rng.uniform(0.022, 0.035), rng.uniform(0.03, 0.06))
 
 
-def _sample_mug(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_mug(rng: np.random.Generator) -> list[shapes.Primitive]:
     """Star-prism body with a `>`-shaped handle of two capsules enclosing a hole at +x."""
     half_width, half_height = rng.uniform(0.025, 0.035), rng.uniform(0.03, 0.045)
     radius, clearance = rng.uniform(0.005, 0.008), rng.uniform(0.012, 0.022)
@@ -189,7 +189,7 @@ def _sample_mug(rng: np.random.Generator) -> list[geometry.Primitive]:
     ]
 
 
-def _sample_cross(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_cross(rng: np.random.Generator) -> list[shapes.Primitive]:
     """Two flat bars crossing at right angles, the second anywhere along the first."""
     long_half, cross_half = rng.uniform(0.04, 0.07), rng.uniform(0.03, 0.06)
     width, cross_width = rng.uniform(0.01, 0.02), rng.uniform(0.01, 0.02)
@@ -201,17 +201,17 @@ def _sample_cross(rng: np.random.Generator) -> list[geometry.Primitive]:
     ]
 
 
-def _sample_ball(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_ball(rng: np.random.Generator) -> list[shapes.Primitive]:
     radius = rng.uniform(0.03, 0.075)
     return [capsule(radius, _BALL_HALF_LENGTH_RATIO * radius)]
 
 
-def _sample_pill(rng: np.random.Generator) -> list[geometry.Primitive]:
+def _sample_pill(rng: np.random.Generator) -> list[shapes.Primitive]:
     """A capsule lying along x."""
     return [capsule(rng.uniform(0.012, 0.025), rng.uniform(0.02, 0.05), quat=QUAT_Z_TO_X)]
 
 
-_SAMPLERS: dict[str, Callable[[np.random.Generator], list[geometry.Primitive]]] = {
+_SAMPLERS: dict[str, Callable[[np.random.Generator], list[shapes.Primitive]]] = {
     "bottle": _sample_bottle,
     "box": _sample_box,
     "can": _sample_can,
@@ -226,7 +226,7 @@ _SAMPLERS: dict[str, Callable[[np.random.Generator], list[geometry.Primitive]]] 
 FAMILIES = tuple(_SAMPLERS)
 
 
-def sample_primitives(family: str, rng: np.random.Generator) -> list[geometry.Primitive]:
+def sample_primitives(family: str, rng: np.random.Generator) -> list[shapes.Primitive]:
     """Draws the primitives of one object of a family, at its natural size.
 
     Args:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from dex4d_jax import geometry, inertia, object_families
+from dex4d_jax import inertia, object_families, shapes
 
 ROBOT_SLOTS = ("box", "box", "capsule", "capsule")
 TRAIN_FAMILIES = ("bottle", "box", "can", "mug", "hammer", "l_shape", "cross")
@@ -121,7 +121,7 @@ class ObjectLibrary:
                 slots.append(None)
                 continue
             size = self.size[index, s, : 3 if kind == "box" else 2]
-            slots.append(geometry.Primitive(kind, size, self.pos[index, s], self.quat[index, s]))
+            slots.append(shapes.Primitive(kind, size, self.pos[index, s], self.quat[index, s]))
         family = self.family_names[self.family_ids[index]]
         return object_families.ObjectSpec(str(self.names[index]), family, tuple(slots))
 
@@ -176,7 +176,7 @@ def _library_object(
     """Object `index` of a split, drawn from its own generator so it depends on nothing else."""
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     primitives = object_families.sample_primitives(family, rng)
-    low, high = geometry.bounding_box(primitives)
+    low, high = shapes.bounding_box(primitives)
     primitives = object_families.scaled(
         primitives, _sample_extent(split, family, rng) / np.max(high - low)
     )
@@ -184,7 +184,7 @@ def _library_object(
     spec = object_families.ObjectSpec(f"{family}_{index}", family, object_families.centre(slots))
     props = inertia.mass_properties(spec.primitives, rng.uniform(*DENSITY_RANGE))
     props = props.with_mass(float(np.clip(props.mass, *MASS_RANGE)))
-    keypoints = geometry.object_keypoints(
+    keypoints = shapes.object_keypoints(
         spec.primitives, NUM_KEYPOINTS, NUM_SURFACE_SAMPLES, seed=int(rng.integers(2**31))
     )
     return spec, props, keypoints
@@ -345,7 +345,7 @@ def load_library(
 _CUP_LETTERS = "abcdefghij"
 
 
-def _ycb_apple() -> list[geometry.Primitive]:
+def _ycb_apple() -> list[shapes.Primitive]:
     """Two crossed lying capsules: 75 mm across in x and y, 70 mm tall."""
     radius, half_length = 0.035, 0.0025
     return [
@@ -354,7 +354,7 @@ def _ycb_apple() -> list[geometry.Primitive]:
     ]
 
 
-def _ycb_mug() -> list[geometry.Primitive]:
+def _ycb_mug() -> list[shapes.Primitive]:
     """Solid star-prism body (flare radius 46.6 mm, 81.4 mm tall) and a two-capsule handle.
 
     The handle spans 41 to 71 mm from the axis and 14.5 to 68.5 mm above the base, as listed;
@@ -370,7 +370,7 @@ def _ycb_mug() -> list[geometry.Primitive]:
     ]
 
 
-def _ycb_hammer() -> list[geometry.Primitive]:
+def _ycb_hammer() -> list[shapes.Primitive]:
     """Lying along x, head at -x: head and claw boxes, capsule handle; 335 x 127 x 33 mm."""
     head = object_families.box([0.02, 0.063, 0.0165], pos=[-0.145, 0.0, 0.0])
     claw = object_families.box([0.02, 0.012, 0.0165], pos=[-0.115, 0.05, 0.0])
@@ -384,19 +384,19 @@ def _ycb_hammer() -> list[geometry.Primitive]:
     return [head, claw, handle]
 
 
-def _ycb_cup(letter: str) -> list[geometry.Primitive]:
+def _ycb_cup(letter: str) -> list[shapes.Primitive]:
     """A solid star prism as wide as the cup's top; the taper and the opening are not modelled."""
     step = _CUP_LETTERS.index(letter)
     top_diameter, height = 0.055 + 0.005 * step, 0.06 + 0.02 * step / 9.0
     return object_families.octagram(top_diameter / (2.0 * np.sqrt(2.0)), height / 2.0)
 
 
-def _ycb_plate() -> list[geometry.Primitive]:
+def _ycb_plate() -> list[shapes.Primitive]:
     """Solid star slab 258 mm across and 24 mm thick; the dish's hollow is not modelled."""
     return object_families.octagram(0.258 / (2.0 * np.sqrt(2.0)), 0.012)
 
 
-def _ycb_bowl() -> list[geometry.Primitive]:
+def _ycb_bowl() -> list[shapes.Primitive]:
     """Star slab (161 mm across, top 22 mm) on a foot of two crossed lying capsules.
 
     Wide at the rim and narrow at the base like the bowl (base ~80 mm across) but solid: an
@@ -413,7 +413,7 @@ def _ycb_bowl() -> list[geometry.Primitive]:
 
 
 # name -> (primitives, mass in kg).
-_YCB_OBJECTS: dict[str, tuple[Callable[[], list[geometry.Primitive]], float]] = {
+_YCB_OBJECTS: dict[str, tuple[Callable[[], list[shapes.Primitive]], float]] = {
     "apple": (_ycb_apple, 0.068),
     "mug": (_ycb_mug, 0.118),
     "hammer": (_ycb_hammer, 0.665),
@@ -444,7 +444,7 @@ def ycb_objects() -> ObjectLibrary:
         slots = object_families.fill_slots(make_fn(), ROBOT_SLOTS, name)
         spec = object_families.ObjectSpec(name, name, object_families.centre(slots))
         props = inertia.mass_properties(spec.primitives, 1.0).with_mass(mass)
-        keypoints = geometry.object_keypoints(
+        keypoints = shapes.object_keypoints(
             spec.primitives, NUM_KEYPOINTS, NUM_SURFACE_SAMPLES, seed=index
         )
         objects.append((spec, props, keypoints))

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dex4d_jax import geometry, object_library
+from dex4d_jax import object_library, shapes
 
 # Tableau 10, one colour per family id (cycled).
 _FAMILY_COLOURS = (
@@ -64,7 +64,7 @@ def _sheet_spec(
     )
     for slot, index in enumerate(indices):
         obj = library.spec(index)
-        low, _ = geometry.bounding_box(obj.primitives)
+        low, _ = shapes.bounding_box(obj.primitives)
         x = spacing * (slot % columns - 0.5 * (columns - 1))
         y = spacing * (0.5 * (rows - 1) - slot // columns)
         # The explicit inertial makes the compiler check it (positive, triangle inequality).
@@ -119,7 +119,7 @@ def render_sheet(
         height: Image height, pixels.
     """
     indices = [int(i) for i in indices]
-    boxes = [geometry.bounding_box(library.spec(i).primitives) for i in indices]
+    boxes = [shapes.bounding_box(library.spec(i).primitives) for i in indices]
     spacing = 1.4 * max(np.max(high - low) for low, high in boxes)
     columns = max(1, int(np.ceil(np.sqrt(len(indices) * width / height))))
     rows = -(-len(indices) // columns)

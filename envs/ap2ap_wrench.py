@@ -28,7 +28,7 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families
+from dex4d_jax import geometry, object_families, shapes
 from dex4d_jax.envs import base, objects, poses
 
 NUM_POINTS = 128
@@ -78,7 +78,7 @@ class Ap2apWrench(base.MjxEnv):
         self._mjx_model = objects.put_model(mj_model)
         self._init_data = mjx.make_data(self._mjx_model)
         self._keypoints = jnp.asarray(
-            np.stack([geometry.object_keypoints(o.primitives, NUM_POINTS, 4000, seed=i)
+            np.stack([shapes.object_keypoints(o.primitives, NUM_POINTS, 4000, seed=i)
                       for i, o in enumerate(self._objects)])
         )
         self._support = jnp.asarray(np.stack([objects.support_points(o) for o in self._objects]))

@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families
+from dex4d_jax import geometry, object_families, shapes
 
 # Geom types of the slots, in the order of the object's geoms in the MJCF.
 SLOT_KINDS = ("box", "box", "capsule")
@@ -51,7 +51,7 @@ _QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
 ObjectSpec = object_families.ObjectSpec
 
 
-def _slot_geom(slot: geometry.Primitive | None, kind: str, anchor: geometry.Primitive):
+def _slot_geom(slot: shapes.Primitive | None, kind: str, anchor: shapes.Primitive):
     """Returns (size[3], pos[3], quat[4]) for a slot, hiding an unused one inside `anchor`."""
     if slot is None:
         return np.full(3, _HIDDEN_SIZE), anchor.pos, _QUAT_ID
@@ -183,7 +183,7 @@ def support_points(obj: ObjectSpec, slot_kinds: Sequence[str] = SLOT_KINDS) -> n
     """
     rows = []
     for p in obj.primitives:
-        rot = geometry._quat_to_mat_np(p.quat)
+        rot = shapes._quat_to_mat_np(p.quat)
         if p.kind == "box":
             signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
             local, radius = signs * p.size[:3], 0.0

@@ -178,10 +178,10 @@ def _use_headless_gl() -> None:
 
 def _family_table(library) -> str:
     """One line per family: object count, largest-extent range (mm) and mass range (g)."""
-    from dex4d_jax import geometry  # noqa: PLC0415
+    from dex4d_jax import shapes  # noqa: PLC0415
 
     extents = [1000.0 * max(high - low) for low, high in
-               (geometry.bounding_box(library.spec(i).primitives) for i in range(len(library)))]
+               (shapes.bounding_box(library.spec(i).primitives) for i in range(len(library)))]
     lines = [f"{'family':<12}{'objects':>8}{'extent mm':>16}{'mass g':>16}"]
     for family_id, family in enumerate(library.family_names):
         members = [i for i in range(len(library)) if library.family_ids[i] == family_id]

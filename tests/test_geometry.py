@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
-from dex4d_jax import geometry
+from dex4d_jax import geometry, shapes
 
 RNG = np.random.default_rng(0)
 
@@ -145,26 +145,4 @@ def test_farthest_point_sampling_line_and_numpy_agree():
     pts = RNG.normal(size=(500, 3)).astype(np.float32)
     np.testing.assert_array_equal(
         np.asarray(geometry.farthest_point_sampling(jnp.asarray(pts), 32, start_index=7)),
-        geometry.farthest_point_sampling_np(pts, 32, start_index=7))
-
-
-def test_box_surface_samples_lie_on_faces_with_area_weights():
-    box = geometry.Primitive("box", np.array([0.1, 0.2, 0.3]))
-    assert geometry.primitive_area(box) == pytest.approx(8 * (0.02 + 0.03 + 0.06))
-    pts = geometry.sample_primitive_surface(box, 20000, np.random.default_rng(0))
-    on_face = np.isclose(np.abs(pts), box.size, atol=1e-6)
-    assert np.all(on_face.any(axis=1)) and np.all(np.abs(pts) <= box.size + 1e-6)
-    # Faces normal to x have area 0.2*0.3*4... the share of samples follows the face areas.
-    share_x = on_face[:, 0].mean()
-    assert share_x == pytest.approx(0.06 / 0.11, abs=0.02)
-
-
-def test_compound_keypoints_are_on_the_outer_surface():
-    a = geometry.Primitive("box", np.array([0.05, 0.02, 0.02]))
-    b = geometry.Primitive("capsule", np.array([0.015, 0.04]), pos=np.array([0.05, 0.0, 0.0]))
-    kp = geometry.object_keypoints([a, b], num_points=128, num_samples=3000, seed=1)
-    assert kp.shape == (128, 3)
-    for p in (a, b):
-        # No keypoint is buried inside any primitive (deeper than 0.1 mm).
-        assert not np.any(geometry.point_inside_primitive(p, kp, margin=1e-4))
-    np.testing.assert_array_equal(kp, geometry.object_keypoints([a, b], 128, 3000, seed=1))
+        shapes.farthest_point_sampling_np(pts, 32, start_index=7))

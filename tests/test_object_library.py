@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dex4d_jax import geometry, inertia, object_families, object_library
+from dex4d_jax import inertia, object_families, object_library, shapes
 
 from helpers import run_cli, run_headless, skip_without_gl
 
@@ -41,7 +41,7 @@ _YCB_MASSES = {
 
 
 def _box(half, pos=(0.0, 0.0, 0.0), quat=(1.0, 0.0, 0.0, 0.0)):
-    return geometry.Primitive("box", np.asarray(half), np.asarray(pos), np.asarray(quat))
+    return shapes.Primitive("box", np.asarray(half), np.asarray(pos), np.asarray(quat))
 
 
 def _tensor(props: inertia.MassProperties) -> np.ndarray:
@@ -53,7 +53,7 @@ def _tensor(props: inertia.MassProperties) -> np.ndarray:
 
 
 def _extent(spec: object_families.ObjectSpec) -> np.ndarray:
-    low, high = geometry.bounding_box(spec.primitives)
+    low, high = shapes.bounding_box(spec.primitives)
     return high - low
 
 
@@ -86,7 +86,7 @@ def test_tilted_box_mass_properties_match_the_formula():
     )
     np.testing.assert_allclose(props.mass, 0.12, rtol=1e-12)
     np.testing.assert_allclose(props.com, [0.01, -0.02, 0.03], atol=1e-12)
-    rot = geometry._quat_to_mat_np(_TILTED)
+    rot = shapes._quat_to_mat_np(_TILTED)
     np.testing.assert_allclose(
         _tensor(props), rot @ np.diag(expected) @ rot.T, rtol=1e-9, atol=1e-15
     )
@@ -117,7 +117,7 @@ def test_overlapping_boxes_count_the_overlap_once():
 
 @pytest.mark.parametrize("radius,half_length", [(0.02, 0.05), (0.04, 0.04e-3)])
 def test_capsule_and_ball_match_mujoco(radius, half_length):
-    capsule = geometry.Primitive(
+    capsule = shapes.Primitive(
         "capsule", np.array([radius, half_length]), np.array([0.01, 0.0, -0.02]), _TILTED
     )
     spec = mujoco.MjSpec()
@@ -191,8 +191,8 @@ def test_keypoints_lie_on_the_outer_surface(small_train, small_unseen, ycb):
             # On the surface of some primitive (within 10 um), inside none by more than 0.1 mm.
             on_some = np.zeros(len(points), bool)
             for p in spec.primitives:
-                assert not geometry.point_inside_primitive(p, points, margin=1e-4).any(), spec.name
-                on_some |= geometry.point_inside_primitive(p, points, margin=-1e-5)
+                assert not shapes.point_inside_primitive(p, points, margin=1e-4).any(), spec.name
+                on_some |= shapes.point_inside_primitive(p, points, margin=-1e-5)
             assert on_some.all(), spec.name
             assert len(np.unique(points, axis=0)) == object_library.NUM_KEYPOINTS
 
@@ -200,7 +200,7 @@ def test_keypoints_lie_on_the_outer_surface(small_train, small_unseen, ycb):
 def test_object_frame_is_the_bounding_box_centre(small_train, small_unseen, ycb):
     for library in (small_train, small_unseen, ycb):
         for i in range(len(library)):
-            low, high = geometry.bounding_box(library.spec(i).primitives)
+            low, high = shapes.bounding_box(library.spec(i).primitives)
             np.testing.assert_allclose(low + high, 0.0, atol=1e-12)
 
 
