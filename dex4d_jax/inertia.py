@@ -8,7 +8,7 @@ from typing import NamedTuple
 import mujoco
 import numpy as np
 
-from dex4d_jax import shapes
+from dex4d_jax import rotations, shapes
 
 # Grid cells along the longest side of the region where primitives overlap.
 OVERLAP_GRID_CELLS = 48
@@ -61,7 +61,7 @@ def _primitive_moments(p: shapes.Primitive) -> tuple[float, np.ndarray, np.ndarr
             19.0 / 320.0 * radius**2 + (half_length + 3.0 * radius / 8.0) ** 2
         )
         local = np.diag([across, across, along])
-    rot = shapes._quat_to_mat_np(p.quat)
+    rot = rotations.quat_to_matrix(p.quat)
     return volume, volume * p.pos, rot @ local @ rot.T + volume * np.outer(p.pos, p.pos)
 
 

@@ -5,7 +5,7 @@ scene builders and the deploy runtime) builds objects from `Primitive`s with the
 without JAX. Frames: a primitive's `pos` and `quat` (wxyz) place it in the object frame, and
 every point these functions return is in that frame, in metres. The jitted pose math (and
 `geometry.farthest_point_sampling`, which `farthest_point_sampling_np` matches index for
-index) is in `dex4d_jax.geometry`.
+index) is in `dex4d_jax.geometry`; rotations come from `dex4d_jax.rotations`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+
+from dex4d_jax import rotations
 
 
 def farthest_point_sampling_np(
@@ -85,18 +87,6 @@ class Primitive:
             raise ValueError(f"{self.kind} needs {expected[self.kind]} size values.")
 
 
-def _quat_to_mat_np(q: np.ndarray) -> np.ndarray:
-    """Numpy rotation matrix [3, 3] of a (possibly unnormalized) wxyz quaternion [4]."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
 def primitive_area(p: Primitive) -> float:
     """Exact surface area of a primitive.
 
@@ -126,7 +116,7 @@ def bounding_box(primitives: Sequence[Primitive]) -> tuple[np.ndarray, np.ndarra
     """
     lows, highs = [], []
     for p in primitives:
-        rot = _quat_to_mat_np(p.quat)
+        rot = rotations.quat_to_matrix(p.quat)
         if p.kind == "box":
             reach = np.abs(rot) @ p.size[:3]
         elif p.kind == "capsule":
@@ -192,7 +182,7 @@ def sample_primitive_surface(p: Primitive, num: int, rng: np.random.Generator) -
         [num, 3] world-frame surface points.
     """
     local = _sample_local(p, num, rng)
-    return local @ _quat_to_mat_np(p.quat).T + p.pos
+    return local @ rotations.quat_to_matrix(p.quat).T + p.pos
 
 
 def point_inside_primitive(p: Primitive, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
@@ -206,7 +196,7 @@ def point_inside_primitive(p: Primitive, points: np.ndarray, margin: float = 0.0
     Returns:
         [M] boolean mask.
     """
-    local = (np.asarray(points, np.float64) - p.pos) @ _quat_to_mat_np(p.quat)
+    local = (np.asarray(points, np.float64) - p.pos) @ rotations.quat_to_matrix(p.quat)
     if p.kind == "box":
         return np.all(np.abs(local) < p.size[:3] - margin, axis=-1)
     if p.kind == "sphere":

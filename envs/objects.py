@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families, shapes
+from dex4d_jax import geometry, object_families, rotations, shapes
 
 # Geom types of the slots, in the order of the object's geoms in the MJCF.
 SLOT_KINDS = ("box", "box", "capsule")
@@ -183,7 +183,7 @@ def support_points(obj: ObjectSpec, slot_kinds: Sequence[str] = SLOT_KINDS) -> n
     """
     rows = []
     for p in obj.primitives:
-        rot = shapes._quat_to_mat_np(p.quat)
+        rot = rotations.quat_to_matrix(p.quat)
         if p.kind == "box":
             signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
             local, radius = signs * p.size[:3], 0.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dex4d_jax import inertia, object_families, object_library, shapes
+from dex4d_jax import inertia, object_families, object_library, rotations, shapes
 
 from helpers import run_cli, run_headless, skip_without_gl
 
@@ -86,7 +86,7 @@ def test_tilted_box_mass_properties_match_the_formula():
     )
     np.testing.assert_allclose(props.mass, 0.12, rtol=1e-12)
     np.testing.assert_allclose(props.com, [0.01, -0.02, 0.03], atol=1e-12)
-    rot = shapes._quat_to_mat_np(_TILTED)
+    rot = rotations.quat_to_matrix(_TILTED)
     np.testing.assert_allclose(
         _tensor(props), rot @ np.diag(expected) @ rot.T, rtol=1e-9, atol=1e-15
     )

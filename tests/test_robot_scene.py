@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dex4d_jax import geometry, object_library, robot, shapes
+from dex4d_jax import geometry, object_library, robot, rotations, shapes
 from dex4d_jax.envs import objects, robot_scene
 
 from helpers import run_cli, run_headless, skip_without_gl
@@ -71,7 +71,7 @@ def test_support_points_give_the_lowest_surface_point(library, scene):
     for k in range(scene.num_objects):
         quat = np.asarray(geometry.random_quat(jax.random.PRNGKey(k)))
         points = shapes.sample_compound_surface(library.spec(k).primitives, 20000, rng)
-        lowest = (points @ shapes._quat_to_mat_np(quat).T)[:, 2].min()
+        lowest = (points @ rotations.quat_to_matrix(quat).T)[:, 2].min()
         bottom = robot.TABLE_HEIGHT - robot_scene.rest_height(scene.support[k], quat)
         assert -1e-6 <= lowest - bottom < 2e-3, library.names[k]
 

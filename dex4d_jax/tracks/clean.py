@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from dex4d_jax import rotations
 from dex4d_jax.tracks import formats, lift
 
 # Fewest points for a well-posed rigid fit (three non-collinear points fix a rotation).
@@ -199,42 +200,6 @@ def reject_outlier_tracks(
 # ----------------------------------------------------------------------------------------------
 
 
-def _rotation_to_quat(rot: np.ndarray) -> np.ndarray:
-    """[..., 3, 3] rotation matrices -> [..., 4] unit quaternions wxyz (Shepperd's method)."""
-    m = rot
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    candidates = np.stack([
-        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                  m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                  m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                  m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-    ], -2)  # [..., 4 candidates, 4]
-    # Each candidate is 4 q_k q; pick the one with the largest |q_k| for stability.
-    diag = np.stack([1 + trace, 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-                     1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
-    best = np.argmax(diag, axis=-1)
-    q = np.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return q * np.where(q[..., :1] < 0, -1.0, 1.0)
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """[..., 4] quaternions wxyz (normalized here) -> [..., 3, 3] rotation matrices."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
 def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     """Gaussian temporal smoothing of the fitted rigid motion (not of the points).
 
@@ -254,7 +219,7 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     if sigma_frames <= 0:
         return fit
     t_count = fit.translations.shape[0]
-    quat = _rotation_to_quat(fit.rotations)
+    quat = rotations.matrix_to_quat(fit.rotations)
     # Sign-align consecutive quaternions so that averaging does not cancel q and -q.
     for t in range(1, t_count):
         if np.dot(quat[t], quat[t - 1]) < 0:
@@ -275,7 +240,7 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     mean = kernel / np.maximum(s0, 1e-12)[:, None]
     weights = np.where(ok[:, None], line, mean)
     trans = weights @ fit.translations
-    rot = quat_to_matrix(weights @ quat)
+    rot = rotations.quat_to_matrix(weights @ quat)
     rot[0], trans[0] = fit.rotations[0], fit.translations[0]
     return RigidFit(rot, trans, fit.frame_valid, fit.residuals)
 

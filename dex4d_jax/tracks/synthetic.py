@@ -17,7 +17,8 @@ import sys
 import cv2
 import numpy as np
 
-from dex4d_jax.tracks import clean, formats, video
+from dex4d_jax import rotations
+from dex4d_jax.tracks import formats, video
 
 # MuJoCo cameras look along -z with y up; OpenCV cameras along +z with y down.
 MUJOCO_TO_OPENCV_CAMERA = np.diag([1.0, -1.0, -1.0])
@@ -67,19 +68,6 @@ class RenderedScene:
     fps: float
 
 
-# ----------------------------------------------------------------------------------------------
-# Small numpy rotation helpers (wxyz).
-# ----------------------------------------------------------------------------------------------
-
-
-def axis_angle_to_quat(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Unit axis [3] and angles [...] radians -> quaternions [..., 4] wxyz."""
-    axis = np.asarray(axis, dtype=np.float64)
-    axis = axis / np.linalg.norm(axis)
-    half = 0.5 * np.asarray(angle, dtype=np.float64)[..., None]
-    return np.concatenate([np.cos(half), np.sin(half) * axis], axis=-1)
-
-
 def default_trajectory(num_frames: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """A smooth lift-and-turn: 9 cm of translation and a 35 degree turn about a tilted axis.
 
@@ -90,7 +78,7 @@ def default_trajectory(num_frames: int = 40) -> tuple[np.ndarray, np.ndarray]:
     s = 3 * s**2 - 2 * s**3  # ease in and out
     start = np.array([0.0, 0.0, 0.1])
     pos = start + s[:, None] * np.array([0.06, 0.05, 0.04])
-    quat = axis_angle_to_quat(np.array([0.3, 0.2, 1.0]), np.deg2rad(35.0) * s)
+    quat = rotations.axis_angle_to_quat(np.array([0.3, 0.2, 1.0]), np.deg2rad(35.0) * s)
     return pos, quat
 
 
@@ -319,7 +307,7 @@ def ground_truth_points(
     yn = (xy[:, 1] - k_mat[1, 2]) / k_mat[1, 1]
     xn = (xy[:, 0] - k_mat[0, 2] - k_mat[0, 1] * yn) / k_mat[0, 0]
     dirs_world = np.stack([xn, yn, np.ones_like(xn)], axis=1) @ pose[:3, :3].T
-    rot0 = clean.quat_to_matrix(obj_quat_world[0])
+    rot0 = rotations.quat_to_matrix(obj_quat_world[0])
     origin_obj = rot0.T @ (pose[:3, 3] - obj_pos_world[0])
     dirs_obj = dirs_world @ rot0  # rows are R0^T d
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -330,6 +318,6 @@ def ground_truth_points(
     hit = (t_near <= t_far) & (t_far > 0)
     p_obj = origin_obj + t_near[:, None] * dirs_obj
     p_obj[~hit] = np.nan
-    rots = clean.quat_to_matrix(obj_quat_world)  # [T, 3, 3]
+    rots = rotations.quat_to_matrix(obj_quat_world)  # [T, 3, 3]
     points = np.einsum("tij,nj->tni", rots, p_obj) + obj_pos_world[:, None, :]
     return points, hit
