@@ -43,6 +43,9 @@ NUM_JOINTS = len(JOINT_NAMES)
 # angle is the simulated angle + pi (the LEAP API's convention for the open hand at pi).
 LEAP_MOTOR_IDS = (1, 0, 2, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15)
 
+# Root bodies: every robot body hangs below BASE_BODY (body_rootid), the hand's below HAND_BODY.
+BASE_BODY = "link_base"
+HAND_BODY = "palm"
 FLANGE_SITE = "ee_flange"
 PALM_SITE = "palm"
 FINGERTIP_SITES = ("fingertip_index", "fingertip_middle", "fingertip_ring", "fingertip_thumb")
@@ -51,9 +54,19 @@ FINGERTIP_SITES = ("fingertip_index", "fingertip_middle", "fingertip_ring", "fin
 # FINGERTIP_MIN_HEIGHT, 2 cm over the table top.
 TABLE_HEIGHT = 0.6
 FINGERTIP_MIN_HEIGHT = 0.62
+# The robot base frame in the world, metres: the xArm's base stands on the table top.
+BASE_POS = np.array([0.0, 0.0, TABLE_HEIGHT])
+TABLE_GEOM = "table"
 OBJECT_BODY = "object"
 CAMERA = "d435"
 GRASP_READY_KEY = "grasp_ready"
+# Collision groups: the contype bit of each kind of collider (docs/robot.md has the table of
+# which pairs collide and why).
+OBJECT_COLLISION_BIT = 1
+TABLE_COLLISION_BIT = 2
+HAND_COLLISION_BIT = 4
+ARM_COLLISION_BIT = 8
+ARM_TABLE_COLLISION_BIT = 16
 
 _MJCF_DIR = pathlib.Path(dex4d_jax.mjcf.__file__).parent
 ROBOT_XML = _MJCF_DIR / "xarm6_leap_right.xml"

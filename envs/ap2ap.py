@@ -56,8 +56,6 @@ from dex4d_jax import geometry, object_library, robot
 from dex4d_jax.envs import base, objects, poses, robot_scene
 
 NUM_POINTS = 128
-# The robot base frame in the world: the base stands on the table top.
-BASE = np.array([0.0, 0.0, robot.TABLE_HEIGHT])
 # Object workspace (base frame): reset poses lie around CENTER; goals stay in this box.
 CENTER = np.array([0.45, 0.0])
 WORKSPACE_LOW = np.array([0.30, -0.15, 0.0])
@@ -165,7 +163,7 @@ def _lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """World z of the lowest point of the hand's and the forearm's colliders."""
     lowest = np.inf
     for g in range(mj_model.ngeom):
-        if not mj_model.geom_contype[g] & (4 | 8):  # hand and arm collision groups
+        if not mj_model.geom_contype[g] & (robot.HAND_COLLISION_BIT | robot.ARM_COLLISION_BIT):
             continue
         z, axis_z = data.geom_xpos[g, 2], np.abs(data.geom_xmat[g].reshape(3, 3)[2])
         size = mj_model.geom_size[g]
@@ -250,7 +248,7 @@ class Ap2ap(base.MjxEnv):
         self._keypoints = jnp.asarray(self._scene.keypoints)
         self._support = jnp.asarray(self._scene.support)
         self._shape = jnp.asarray(_shape_descriptors(self._scene.keypoints))
-        self._base = jnp.asarray(BASE, jnp.float32)
+        self._base = jnp.asarray(robot.BASE_POS, jnp.float32)
         self._center = jnp.asarray(CENTER, jnp.float32)
 
         key = mj_model.key(robot.GRASP_READY_KEY)
@@ -274,7 +272,7 @@ class Ap2ap(base.MjxEnv):
 
         # Which bodies and geoms are the robot's (for mass and friction randomization).
         body_root = mj_model.body_rootid
-        robot_root = mj_model.body("link_base").id
+        robot_root = mj_model.body(robot.BASE_BODY).id
         self._robot_bodies = jnp.asarray(body_root == robot_root)
         self._object_bodies = jnp.asarray(np.arange(mj_model.nbody) == self._object_body)
         geom_body = mj_model.geom_bodyid
@@ -312,7 +310,7 @@ class Ap2ap(base.MjxEnv):
                                "arm_delta_dt": float(cfg.arm_delta_dt),
                                "joint_low": low.tolist(), "joint_high": high.tolist()},
             "control_frequency_hz": 1.0 / float(cfg.ctrl_dt),
-            "points_origin_in_world": BASE.tolist(),
+            "points_origin_in_world": robot.BASE_POS.tolist(),
             "success_threshold": float(cfg.success_threshold),
             "hold_steps": int(cfg.hold_steps),
         }

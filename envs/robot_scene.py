@@ -27,7 +27,7 @@ from dex4d_jax.envs import objects
 SLOT_GEOMS = ("object_box_a", "object_box_b", "object_capsule_a", "object_capsule_b")
 COLLISION_PRESETS = ("default", "hand_self", "table_box", "full_hand")
 
-_HAND_BIT, _TABLE_BIT = 4, 2
+_HAND_BIT, _TABLE_BIT = robot.HAND_COLLISION_BIT, robot.TABLE_COLLISION_BIT
 
 
 def scene_spec(collision: str = "default") -> mujoco.MjSpec:
@@ -43,8 +43,8 @@ def scene_spec(collision: str = "default") -> mujoco.MjSpec:
         raise ValueError(f"Unknown collision preset {collision!r}; valid: "
                          f"{', '.join(COLLISION_PRESETS)}")
     spec = mujoco.MjSpec.from_file(str(robot.SCENE_XML))
-    hand_bodies = {b.name for b in spec.body("palm").find_all(mujoco.mjtObj.mjOBJ_BODY)}
-    hand_bodies.add("palm")
+    hand_bodies = {b.name for b in spec.body(robot.HAND_BODY).find_all(mujoco.mjtObj.mjOBJ_BODY)}
+    hand_bodies.add(robot.HAND_BODY)
     hand_geoms = [g for g in spec.geoms if g.parent.name in hand_bodies]
     if collision == "hand_self":
         for geom in hand_geoms:
@@ -55,11 +55,11 @@ def scene_spec(collision: str = "default") -> mujoco.MjSpec:
         # aside, except the fingertip pads, which have no visual twin.
         for geom in hand_geoms:
             if not geom.contype:
-                geom.contype, geom.conaffinity = _HAND_BIT, 1 | _TABLE_BIT
+                geom.contype, geom.conaffinity = _HAND_BIT, robot.OBJECT_COLLISION_BIT | _TABLE_BIT
             elif not geom.name.endswith("_pad"):
                 geom.contype = geom.conaffinity = 0
     elif collision == "table_box":
-        table = spec.geom("table")
+        table = spec.geom(robot.TABLE_GEOM)
         table.type = mujoco.mjtGeom.mjGEOM_BOX
         table.size = [0.6, 0.75, 0.3]
         table.pos = [0.35, 0.0, robot.TABLE_HEIGHT - 0.3]

@@ -123,7 +123,7 @@ def _set_object(state, env_index, pos, quat):
     """Places env `env_index`'s object at a base-frame pose, at rest."""
     i = robot.NUM_JOINTS
     data = state.pipeline_state
-    qpos = data.qpos.at[env_index, i:i + 3].set(jnp.asarray(pos) + ap2ap.BASE)
+    qpos = data.qpos.at[env_index, i:i + 3].set(jnp.asarray(pos) + robot.BASE_POS)
     qpos = qpos.at[env_index, i + 3:i + 7].set(jnp.asarray(quat))
     qvel = data.qvel.at[env_index].set(0.0)
     return state.replace(pipeline_state=data.replace(qpos=qpos, qvel=qvel))
@@ -141,7 +141,8 @@ def test_reward_terms_match_the_state(eval_env):
     env = eval_env.env
     state = eval_env.reset(_keys(3))
     mj = env.mj_model
-    palm = np.asarray(state.pipeline_state.site_xpos[0, mj.site(robot.PALM_SITE).id]) - ap2ap.BASE
+    palm_site = mj.site(robot.PALM_SITE).id
+    palm = np.asarray(state.pipeline_state.site_xpos[0, palm_site]) - robot.BASE_POS
     up = np.array([1.0, 0.0, 0.0, 0.0])
     # Env 0: object just under the palm (contact) with the goal at its pose, held 29 steps.
     # Env 1: object far from the hand on the table, goal at its pose (success, no contact).
@@ -163,11 +164,11 @@ def test_reward_terms_match_the_state(eval_env):
 
     data = out.pipeline_state
     i = robot.NUM_JOINTS
-    obj = np.asarray(data.qpos[:, i:i + 3]) - ap2ap.BASE
+    obj = np.asarray(data.qpos[:, i:i + 3]) - robot.BASE_POS
     quat = np.asarray(data.qpos[:, i + 3:i + 7])
     tips = np.stack([np.asarray(data.site_xpos[:, mj.site(s).id]) for s in robot.FINGERTIP_SITES],
-                    axis=1) - ap2ap.BASE
-    palm = np.asarray(data.site_xpos[:, mj.site(robot.PALM_SITE).id]) - ap2ap.BASE
+                    axis=1) - robot.BASE_POS
+    palm = np.asarray(data.site_xpos[:, mj.site(robot.PALM_SITE).id]) - robot.BASE_POS
     ids = np.asarray(out.info["object_id"])
     # The goal that was pursued during the step (env 0's is replaced after its hold).
     keypoints = np.asarray(env.keypoints)[ids]
@@ -209,7 +210,7 @@ def test_goal_resampled_in_place_after_hold(eval_env):
     i = robot.NUM_JOINTS
     # Goal at the object's current (resting) pose, held for all but one step.
     obj = state.pipeline_state.qpos[:, i:i + 7]
-    state = _info(state, goal_pos=obj[:, :3] - ap2ap.BASE, goal_quat=obj[:, 3:],
+    state = _info(state, goal_pos=obj[:, :3] - robot.BASE_POS, goal_quat=obj[:, 3:],
                   hold_count=jnp.full(8, env.config.hold_steps - 1, jnp.int32))
     hold_still = jnp.zeros((8, 22)).at[:, 6:].set(
         (2 * (state.info["target"][:, 6:] - env._joint_low[6:])
@@ -261,7 +262,7 @@ def test_randomized_fields_differ_and_stay_in_range(train_env, eval_env):
     nominal = {k: np.asarray(v) for k, v in
                eval_env.model_fields(eval_env.reset(_keys(16, seed=3)).info).items()}
     mj = env.mj_model
-    robot_bodies = mj.body_rootid == mj.body("link_base").id
+    robot_bodies = mj.body_rootid == mj.body(robot.BASE_BODY).id
     ratio = fields["body_mass"][:, robot_bodies] / mj.body_mass[robot_bodies]
     assert ratio.min() >= r.robot_mass_scale[0] and ratio.max() <= r.robot_mass_scale[1]
     assert np.ptp(ratio[:, 3]) > 0.2  # differs across environments
@@ -343,7 +344,7 @@ def test_observation_contents(train_env):
     data = state.pipeline_state
     k = np.asarray(env.keypoints)[np.asarray(state.info["object_id"])]
     for e in range(2):
-        current = geometry.transform_points(data.qpos[e, i:i + 3] - ap2ap.BASE,
+        current = geometry.transform_points(data.qpos[e, i:i + 3] - robot.BASE_POS,
                                             data.qpos[e, i + 3:i + 7], k[e])
         target = geometry.transform_points(state.info["goal_pos"][e], state.info["goal_quat"][e],
                                            k[e])

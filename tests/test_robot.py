@@ -185,13 +185,15 @@ def test_grasp_ready_key_is_inside_the_ranges_and_above_the_table(model):
     heights = [data.site(s).xpos[2] for s in robot.FINGERTIP_SITES]
     assert min(heights) > robot.FINGERTIP_MIN_HEIGHT
     # The robot touches nothing: any contact is between the cube and the table.
-    table, cube = model.geom("table").id, model.geom("object_box_a").id
+    table, cube = model.geom(robot.TABLE_GEOM).id, model.geom("object_box_a").id
     assert all({c.geom1, c.geom2} == {table, cube} for c in data.contact)
 
 
 def _groups(model):
     """Names each colliding geom's group: object, table, hand, arm or arm_table."""
-    names = {1: "object", 2: "table", 4: "hand", 8: "arm", 16: "arm_table"}
+    names = {robot.OBJECT_COLLISION_BIT: "object", robot.TABLE_COLLISION_BIT: "table",
+             robot.HAND_COLLISION_BIT: "hand", robot.ARM_COLLISION_BIT: "arm",
+             robot.ARM_TABLE_COLLISION_BIT: "arm_table"}
     return {g: names[int(model.geom_contype[g])] for g in range(model.ngeom)
             if model.geom_contype[g] or model.geom_conaffinity[g]}
 
