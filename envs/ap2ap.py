@@ -62,12 +62,10 @@ WORKSPACE_LOW = np.array([0.30, -0.15, 0.0])
 WORKSPACE_HIGH = np.array([0.60, 0.15, 0.30])
 # Initial hand position (Table IV): "low" lowers the grasp-ready hand as far as it can while
 # every robot collider stays RESET_CLEARANCE above the object's highest keypoint; "high" starts
-# HIGH_HAND_LIFT higher still. The arm poses come from a ladder of palm lifts, LIFT_STEP apart,
-# solved once by inverse kinematics (palm orientation kept).
+# HIGH_HAND_LIFT higher still. The arm poses come from robot_scene.arm_ladder: palm lifts,
+# robot_scene.LIFT_STEP apart, solved once by inverse kinematics (palm orientation kept).
 HIGH_HAND_LIFT = 0.12
 RESET_CLEARANCE = 0.02
-LIFT_STEP = 0.01
-MAX_LIFT = 0.32
 
 REWARD_TERMS = ("goal", "fingertip", "palm", "bonus", "curl", "table", "action")
 # Stage weights of Table V.
@@ -159,78 +157,6 @@ def stage_config(stage: int) -> config_dict.ConfigDict:
     return config
 
 
-def _lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
-    """World z of the lowest point of the hand's and the forearm's colliders."""
-    lowest = np.inf
-    for g in range(mj_model.ngeom):
-        if not mj_model.geom_contype[g] & (robot.HAND_COLLISION_BIT | robot.ARM_COLLISION_BIT):
-            continue
-        z, axis_z = data.geom_xpos[g, 2], np.abs(data.geom_xmat[g].reshape(3, 3)[2])
-        size = mj_model.geom_size[g]
-        kind = mj_model.geom_type[g]
-        if kind == mujoco.mjtGeom.mjGEOM_BOX:
-            low = z - axis_z @ size
-        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
-            low = z - axis_z[2] * size[1] - size[0]
-        else:
-            low = z - mj_model.geom_rbound[g]
-        lowest = min(lowest, low)
-    return float(lowest)
-
-
-def _arm_ladder(mj_model: mujoco.MjModel, qpos: np.ndarray, lifts: np.ndarray):
-    """Arm joints raising the grasp-ready palm by each lift, and the robot's lowest point there.
-
-    Returns:
-      ([L, 6] arm joints, [L] lowest collider z in the base frame).
-    """
-    arms, lowest = [], []
-    data = mujoco.MjData(mj_model)
-    start = qpos.copy()
-    for lift in lifts:
-        arm = _raised_arm(mj_model, qpos, lift, start)
-        start[: robot.NUM_ARM] = arm
-        data.qpos[:] = qpos
-        data.qpos[: robot.NUM_ARM] = arm
-        mujoco.mj_forward(mj_model, data)
-        arms.append(arm)
-        lowest.append(_lowest_robot_point(mj_model, data) - robot.TABLE_HEIGHT)
-    return np.stack(arms).astype(np.float32), np.array(lowest, np.float32)
-
-
-def _raised_arm(mj_model: mujoco.MjModel, qpos: np.ndarray, lift: float,
-                start: np.ndarray | None = None) -> np.ndarray:
-    """Arm joints that raise the palm site by `lift` metres keeping its orientation (DLS IK).
-
-    The target is relative to the palm at `qpos`; the solver starts from `start` (or `qpos`).
-    """
-    data = mujoco.MjData(mj_model)
-    data.qpos[:] = qpos
-    mujoco.mj_forward(mj_model, data)
-    site = mj_model.site(robot.PALM_SITE).id
-    target_pos = data.site_xpos[site] + np.array([0.0, 0.0, lift])
-    target_mat = data.site_xmat[site].reshape(3, 3).copy()
-    if start is not None:
-        data.qpos[:] = start
-    jacp, jacr = np.zeros((3, mj_model.nv)), np.zeros((3, mj_model.nv))
-    for _ in range(100):
-        mujoco.mj_forward(mj_model, data)
-        err_pos = target_pos - data.site_xpos[site]
-        rot = target_mat @ data.site_xmat[site].reshape(3, 3).T
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
-        err_rot = np.zeros(3)
-        mujoco.mju_quat2Vel(err_rot, quat, 1.0)
-        err = np.concatenate([err_pos, err_rot])
-        if np.linalg.norm(err) < 1e-6:
-            break
-        mujoco.mj_jacSite(mj_model, data, jacp, jacr, site)
-        jac = np.concatenate([jacp, jacr])[:, : robot.NUM_ARM]
-        step = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
-        data.qpos[: robot.NUM_ARM] += step
-    return data.qpos[: robot.NUM_ARM].copy()
-
-
 class Ap2ap(base.MjxEnv):
     """Move a library object from any pose to any pose with the xArm6 + LEAP hand."""
 
@@ -252,11 +178,12 @@ class Ap2ap(base.MjxEnv):
         self._center = jnp.asarray(CENTER, jnp.float32)
 
         key = mj_model.key(robot.GRASP_READY_KEY)
-        lifts = np.arange(0.0, MAX_LIFT + 1e-9, LIFT_STEP)
-        arms, lowest = _arm_ladder(mj_model, key.qpos, lifts)
+        lifts = np.arange(0.0, robot_scene.MAX_LIFT + 1e-9, robot_scene.LIFT_STEP)
+        arms, lowest = robot_scene.arm_ladder(mj_model, key.qpos, lifts)
         self._arm_ladder = jnp.asarray(arms)
         self._ladder_lowest = jnp.asarray(lowest)
-        self._ladder_extra = round(HIGH_HAND_LIFT / LIFT_STEP) if config.hand_init == "high" else 0
+        self._ladder_extra = (round(HIGH_HAND_LIFT / robot_scene.LIFT_STEP)
+                              if config.hand_init == "high" else 0)
         self._init_hand = jnp.asarray(key.qpos[robot.NUM_ARM: robot.NUM_JOINTS], jnp.float32)
         ranges = np.stack([mj_model.joint(n).range for n in robot.JOINT_NAMES])
         self._joint_low = jnp.asarray(ranges[:, 0], jnp.float32)

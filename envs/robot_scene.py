@@ -212,3 +212,116 @@ def rest_height(support: np.ndarray, quat: np.ndarray) -> float:
       The z of the object frame when its lowest point touches the table top.
     """
     return robot.TABLE_HEIGHT + float(objects.frame_height(support, quat))
+
+
+# ----------------------------------------------------------------------------------------------
+# The arm ladder: arm poses that raise the grasp-ready palm straight up (ap2ap's reset).
+# ----------------------------------------------------------------------------------------------
+
+# Palm lifts of the ladder, metres: LIFT_STEP apart from 0 up to MAX_LIFT.
+LIFT_STEP = 0.01
+MAX_LIFT = 0.32
+
+
+def lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
+    """World z (metres) of the lowest point of the hand's and the arm's colliders.
+
+    Args:
+      mj_model: the scene model.
+      data: its data after forward kinematics.
+
+    Returns:
+      The lowest z over every geom in the hand and arm collision groups (robot.HAND_COLLISION_BIT,
+      robot.ARM_COLLISION_BIT): exact for boxes and capsules, the bounding sphere otherwise.
+    """
+    lowest = np.inf
+    for g in range(mj_model.ngeom):
+        if not mj_model.geom_contype[g] & (robot.HAND_COLLISION_BIT | robot.ARM_COLLISION_BIT):
+            continue
+        z, axis_z = data.geom_xpos[g, 2], np.abs(data.geom_xmat[g].reshape(3, 3)[2])
+        size = mj_model.geom_size[g]
+        kind = mj_model.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_BOX:
+            low = z - axis_z @ size
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            low = z - axis_z[2] * size[1] - size[0]
+        else:
+            low = z - mj_model.geom_rbound[g]
+        lowest = min(lowest, low)
+    return float(lowest)
+
+
+def raised_arm(mj_model: mujoco.MjModel, qpos: np.ndarray, lift: float,
+               start: np.ndarray | None = None) -> np.ndarray:
+    """Arm joints that raise the palm site by `lift` metres keeping its orientation.
+
+    Damped least squares on the palm site's 6-D error (world frame; damping 1e-4), at most 100
+    iterations, stopping once the error norm is below 1e-6. The hand joints stay as in `qpos`.
+
+    Args:
+      mj_model: the scene model.
+      qpos: [nq] the pose whose palm is raised (the target is relative to its palm site).
+      lift: metres to raise the palm along world z.
+      start: [nq] where the solver starts (default: `qpos`).
+
+    Returns:
+      [6] arm joint angles (robot.ARM_JOINTS order), radians. Not checked against the joint
+      ranges; an unreachable lift returns the last iterate.
+    """
+    data = mujoco.MjData(mj_model)
+    data.qpos[:] = qpos
+    mujoco.mj_forward(mj_model, data)
+    site = mj_model.site(robot.PALM_SITE).id
+    target_pos = data.site_xpos[site] + np.array([0.0, 0.0, lift])
+    target_mat = data.site_xmat[site].reshape(3, 3).copy()
+    if start is not None:
+        data.qpos[:] = start
+    jacp, jacr = np.zeros((3, mj_model.nv)), np.zeros((3, mj_model.nv))
+    for _ in range(100):
+        mujoco.mj_forward(mj_model, data)
+        err_pos = target_pos - data.site_xpos[site]
+        rot = target_mat @ data.site_xmat[site].reshape(3, 3).T
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+        err_rot = np.zeros(3)
+        mujoco.mju_quat2Vel(err_rot, quat, 1.0)
+        err = np.concatenate([err_pos, err_rot])
+        if np.linalg.norm(err) < 1e-6:
+            break
+        mujoco.mj_jacSite(mj_model, data, jacp, jacr, site)
+        jac = np.concatenate([jacp, jacr])[:, : robot.NUM_ARM]
+        step = jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), err)
+        data.qpos[: robot.NUM_ARM] += step
+    return data.qpos[: robot.NUM_ARM].copy()
+
+
+def arm_ladder(mj_model: mujoco.MjModel, qpos: np.ndarray,
+               lifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arm joints raising the palm of `qpos` by each lift, and the robot's lowest point there.
+
+    Each rung is solved by `raised_arm`, starting from the previous rung's solution, so the
+    ladder is continuous. ap2ap builds it once from the grasp-ready keyframe with lifts
+    `np.arange(0, MAX_LIFT + 1e-9, LIFT_STEP)` and picks a rung per reset.
+
+    Args:
+      mj_model: the scene model.
+      qpos: [nq] the pose to raise (ap2ap: the robot.GRASP_READY_KEY keyframe).
+      lifts: [L] palm lifts, metres, in increasing order.
+
+    Returns:
+      Tuple of [L, 6] float32 arm joints (robot.ARM_JOINTS order, radians) and [L] float32 z of
+      the lowest hand or arm collider (`lowest_robot_point`) in the robot base frame (metres
+      above the table top).
+    """
+    arms, lowest = [], []
+    data = mujoco.MjData(mj_model)
+    start = qpos.copy()
+    for lift in lifts:
+        arm = raised_arm(mj_model, qpos, lift, start)
+        start[: robot.NUM_ARM] = arm
+        data.qpos[:] = qpos
+        data.qpos[: robot.NUM_ARM] = arm
+        mujoco.mj_forward(mj_model, data)
+        arms.append(arm)
+        lowest.append(lowest_robot_point(mj_model, data) - robot.TABLE_HEIGHT)
+    return np.stack(arms).astype(np.float32), np.array(lowest, np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dex4d_jax import envs, geometry, robot
-from dex4d_jax.envs import ap2ap
+from dex4d_jax.envs import ap2ap, robot_scene
 
 NUM_OBJECTS = 8
 
@@ -392,7 +392,7 @@ def test_action_mapping():
         data.qpos[:6] = np.asarray(e.initial_arm(pos, upright, 0))
         mujoco.mj_forward(model, data)
         poses.append((data.site_xpos[palm].copy(), data.site_xmat[palm].copy(),
-                      ap2ap._lowest_robot_point(model, data) - robot.TABLE_HEIGHT))
+                      robot_scene.lowest_robot_point(model, data) - robot.TABLE_HEIGHT))
     np.testing.assert_allclose(poses[1][0] - poses[0][0], [0, 0, ap2ap.HIGH_HAND_LIFT], atol=1e-3)
     np.testing.assert_allclose(poses[1][1], poses[0][1], atol=1e-3)
     top = float(jnp.max(low_env._points(pos, upright, 0)[:, 2]))

@@ -130,3 +130,25 @@ def test_cli_scene_renders_both_cameras(tmp_path):
     # The orange object shows in both views.
     orange = (image[..., 0] > 150) & (image[..., 1] < 120) & (image[..., 2] < 80)
     assert orange[:, :640].sum() > 100 and orange[:, 640:].sum() > 100
+
+
+def test_arm_ladder_raises_the_palm_straight_up():
+    """Each rung lifts the grasp-ready palm by its lift and keeps its orientation."""
+    model = mujoco.MjModel.from_xml_path(str(robot.SCENE_XML))
+    qpos = model.key(robot.GRASP_READY_KEY).qpos.copy()
+    lifts = np.array([0.0, 0.05, 0.1])
+    arms, lowest = robot_scene.arm_ladder(model, qpos, lifts)
+    assert arms.shape == (3, robot.NUM_ARM) and lowest.shape == (3,)
+    assert arms.dtype == lowest.dtype == np.float32
+    data = mujoco.MjData(model)
+    palm = model.site(robot.PALM_SITE).id
+    poses = []
+    for arm in arms:
+        data.qpos[:] = qpos
+        data.qpos[:robot.NUM_ARM] = arm
+        mujoco.mj_forward(model, data)
+        poses.append((data.site_xpos[palm].copy(), data.site_xmat[palm].copy()))
+    for (pos, mat), lift in zip(poses, lifts, strict=True):
+        np.testing.assert_allclose(pos - poses[0][0], [0.0, 0.0, lift], atol=1e-4)
+        np.testing.assert_allclose(mat, poses[0][1], atol=1e-4)
+    np.testing.assert_allclose(np.diff(lowest), np.diff(lifts), atol=2e-3)
