@@ -46,14 +46,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco.mjx._src import support as mjx_support
 
 from dex4d_jax import geometry, object_library, robot
-from dex4d_jax.envs import base, objects, poses, robot_scene
+from dex4d_jax.envs import base, contacts, objects, poses, robot_scene
 
 NUM_POINTS = 128
 # Object workspace (base frame): reset poses lie around CENTER; goals stay in this box.
@@ -195,7 +194,8 @@ class Ap2ap(base.MjxEnv):
         self._palm_site = mj_model.site(robot.PALM_SITE).id
         self._object_body = mj_model.body(robot.OBJECT_BODY).id
         self._object_qpos = robot.NUM_JOINTS  # object free joint: qpos[22:29], qvel[22:28]
-        self._contacts = _FingertipContacts(mj_model, self._init_data, self._object_body)
+        self._contacts = contacts.FingertipContacts(mj_model, self._init_data,
+                                                    self._object_body)
 
         # Which bodies and geoms are the robot's (for mass and friction randomization).
         body_root = mj_model.body_rootid
@@ -593,44 +593,3 @@ def _shape_descriptors(keypoints: np.ndarray) -> np.ndarray:
     cov = np.einsum("kpi,kpj->kij", centred, centred) / keypoints.shape[1]
     spreads = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[:, ::-1], 0.0))
     return np.concatenate([extents, spreads], axis=1).astype(np.float32)
-
-
-class _FingertipContacts:
-    """World-frame contact force the object exerts on each fingertip (its distal link and pad).
-
-    MJX keeps every candidate contact in a fixed slot whose constraint rows (`efc_address`) are
-    known when the model is built; which geoms a slot holds is read from the data at each step.
-    Forces are decoded from the pyramidal cone's four edges (condim 3) and summed per fingertip,
-    with the sign that makes them the force on the fingertip.
-    """
-
-    def __init__(self, mj_model: mujoco.MjModel, data: mjx.Data, object_body: int):
-        contact = data._impl.contact
-        if mj_model.opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:
-            raise ValueError("fingertip forces assume the pyramidal friction cone")
-        dims = np.asarray(contact.dim)
-        if np.any(dims != 3):
-            raise ValueError("fingertip forces assume condim 3 for every contact")
-        self._efc = np.asarray(contact.efc_address)
-        self._geom_body = np.asarray(mj_model.geom_bodyid)
-        self._tips = np.array([mj_model.site_bodyid[mj_model.site(s).id]
-                               for s in robot.FINGERTIP_SITES])
-        self._object = object_body
-
-    def forces(self, data: mjx.Data) -> jax.Array:
-        """[4, 3] forces on the fingertips, world frame."""
-        if len(self._efc) == 0:
-            return jnp.zeros((4, 3))
-        contact = data._impl.contact
-        edges = data._impl.efc_force[self._efc[:, None] + np.arange(4)]  # [C, 4]
-        mu = contact.friction[:, :2]
-        local = jnp.stack([edges.sum(-1), (edges[:, 0] - edges[:, 1]) * mu[:, 0],
-                           (edges[:, 2] - edges[:, 3]) * mu[:, 1]], axis=-1)
-        # The contact frame's first axis points from geom 1 to geom 2: the force on geom 2.
-        world = jnp.einsum("ci,cij->cj", local, contact.frame)
-        body = jnp.asarray(self._geom_body)[contact.geom]  # [C, 2]
-        tips = jnp.asarray(self._tips)[:, None]
-        on_second = (body[None, :, 1] == tips) & (body[None, :, 0] == self._object)
-        on_first = (body[None, :, 0] == tips) & (body[None, :, 1] == self._object)
-        sign = on_second.astype(jnp.float32) - on_first.astype(jnp.float32)  # [4, C]
-        return sign @ world
