@@ -98,6 +98,10 @@ def joint_ranges(model: mujoco.MjModel) -> np.ndarray:
     return np.asarray(model.jnt_range[:NUM_JOINTS]).copy()
 
 
-def grasp_ready_qpos(model: mujoco.MjModel) -> np.ndarray:
-    """Returns the robot's 22 joint angles of the scene's grasp-ready keyframe."""
+def grasp_ready_joints(model: mujoco.MjModel) -> np.ndarray:
+    """Returns the robot's 22 joint angles (JOINT_NAMES order) of the grasp-ready keyframe.
+
+    Only the robot's joints: for the whole scene's qpos, with an object resting on the table,
+    see `dex4d_jax.envs.robot_scene.grasp_ready_qpos`.
+    """
     return np.asarray(model.key(GRASP_READY_KEY).qpos[:NUM_JOINTS]).copy()

@@ -179,7 +179,7 @@ def test_grasp_ready_key_is_inside_the_ranges_and_above_the_table(model):
     data = mujoco.MjData(model)
     mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
     mujoco.mj_forward(model, data)
-    q = robot.grasp_ready_qpos(model)
+    q = robot.grasp_ready_joints(model)
     ranges = robot.joint_ranges(model)
     assert np.all((q >= ranges[:, 0]) & (q <= ranges[:, 1]))
     heights = [data.site(s).xpos[2] for s in robot.FINGERTIP_SITES]
