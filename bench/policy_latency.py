@@ -27,6 +27,7 @@ if hasattr(os, "sched_setaffinity"):
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dex4d_jax import contract  # noqa: E402
 from dex4d_jax.deploy.policy import OnnxPolicy  # noqa: E402
 from dex4d_jax.export import onnx_graph  # noqa: E402
 from dex4d_jax.export.policy import random_student_inputs  # noqa: E402
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     info = {"joint_names": [f"j{i}" for i in range(a)], "control_frequency_hz": 30.0,
             "action_mapping": {"kind": "twist", "max_lin_speed": 1.0, "max_ang_speed": 1.0},
             "points_origin_in_world": [0, 0, 0], "success_threshold": 0.05, "hold_steps": 1}
-    meta = onnx_graph.contract_metadata("dex4d-student/1", "bench", {}, info, sizes)
+    meta = contract.metadata(contract.STUDENT_CONTRACT, "bench", {}, info, sizes)
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params), network,
                                      sizes, meta)
     with tempfile.TemporaryDirectory() as tmp:

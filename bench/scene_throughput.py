@@ -20,7 +20,7 @@ import numpy as np
 from mujoco import rollout as mj_rollout
 from mujoco.mjx._src import collision_driver
 
-from dex4d_jax import object_library, robot
+from dex4d_jax import object_library, robot, scene_models
 from dex4d_jax.envs import robot_scene
 
 _OBJECT_XY = (0.5, 0.15)  # on the table, clear of the hand at the grasp-ready pose
@@ -76,7 +76,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--collision", nargs="+", default=["default"],
-                        choices=robot_scene.COLLISION_PRESETS)
+                        choices=scene_models.COLLISION_PRESETS)
     parser.add_argument("--steps", type=int, default=60, help="physics steps per env (1/120 s)")
     parser.add_argument("--threads", type=int, default=2, help="native rollout threads")
     parser.add_argument("--objects", type=int, default=256, help="distinct training objects")

@@ -28,7 +28,7 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families, shapes
+from dex4d_jax import geometry, object_families, scene_models, shapes
 from dex4d_jax.envs import base, objects, poses
 
 NUM_POINTS = 128
@@ -71,7 +71,8 @@ class Ap2apWrench(base.MjxEnv):
         with open(xml_path) as f:
             self._xml = f.read()
         self._objects = object_families.make_object_set(
-            tuple(config.families), config.num_objects, config.object_seed, objects.SLOT_KINDS
+            tuple(config.families), config.num_objects, config.object_seed,
+            scene_models.WRENCH_SLOT_KINDS
         )
         mj_model, self._object_fields = objects.batched_object_fields(self._xml, self._objects)
         super().__init__(config, mj_model)

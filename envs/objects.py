@@ -1,15 +1,13 @@
 """Objects (from `object_families`) in fixed geom slots, and their batched MJX model fields.
 
-An object is a compound of primitives in fixed *slots* whose geom types never change
-(MJX chooses collision functions from geom types when it traces, so types are static while
-sizes and poses can vary per environment). A shape that leaves a slot unused shrinks it to a
-1 mm speck inside slot 0, where it can never touch anything.
+The slots and the native model of a scene holding one object are `dex4d_jax.scene_models`
+(no JAX, shared with the deploy runtime); this module stacks the fields that differ between
+objects so that every environment of an MJX batch holds its own object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +15,9 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families, rotations, shapes
+from dex4d_jax import geometry, object_families, rotations, scene_models
 
-# Geom types of the slots, in the order of the object's geoms in the MJCF.
-SLOT_KINDS = ("box", "box", "capsule")
-SLOT_GEOM_NAMES = ("object_box_a", "object_box_b", "object_capsule")
 WRENCH_FAMILIES = ("box", "bottle", "l_shape", "t_shape", "hammer")
-_HIDDEN_SIZE = 0.001
 
 # Model fields that are traced arrays in MJX and may change from one object to the next.
 _OBJECT_FIELDS = (
@@ -45,105 +39,32 @@ _OBJECT_FIELDS = (
 # parent's frame for one object must not be treated so for all, so the general path is used.
 _SAMEFRAME_FIELDS = ("geom_sameframe", "body_sameframe", "body_simple")
 
-_QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
-
 # Objects and their families live in object_families; this module batches them into models.
 ObjectSpec = object_families.ObjectSpec
-
-
-def _slot_geom(slot: shapes.Primitive | None, kind: str, anchor: shapes.Primitive):
-    """Returns (size[3], pos[3], quat[4]) for a slot, hiding an unused one inside `anchor`."""
-    if slot is None:
-        return np.full(3, _HIDDEN_SIZE), anchor.pos, _QUAT_ID
-    assert slot.kind == kind, (slot.kind, kind)
-    size = np.zeros(3)
-    size[: len(slot.size)] = slot.size
-    return size, slot.pos, slot.quat
-
-
-class Inertial(NamedTuple):
-    """Explicit mass properties of an object body (object frame); the library stores them as
-    arrays, `inertia.MassProperties` has the same fields and serves too."""
-
-    mass: float
-    com: np.ndarray
-    inertia: np.ndarray  # [3] principal moments
-    iquat: np.ndarray  # [4] wxyz, object frame to principal axes
-
-
-def _scene_spec(scene: str | Callable[[], mujoco.MjSpec]) -> mujoco.MjSpec:
-    return scene() if callable(scene) else mujoco.MjSpec.from_string(scene)
-
-
-def _set_object(spec: mujoco.MjSpec, obj: ObjectSpec, slot_geoms: Sequence[str],
-                slot_kinds: Sequence[str], inertial: Inertial | None, body: str) -> None:
-    """Writes an object's slots (and mass properties, when given) into the scene's spec."""
-    anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
-    for name, kind, slot in zip(slot_geoms, slot_kinds, obj.slots, strict=True):
-        size, pos, quat = _slot_geom(slot, kind, anchor)
-        geom = spec.geom(name)
-        geom.size = size
-        geom.pos = pos
-        geom.quat = quat
-    if inertial is not None:
-        target = spec.body(body)
-        target.explicitinertial = True
-        target.mass = float(inertial.mass)
-        target.ipos = inertial.com
-        target.inertia = inertial.inertia
-        target.iquat = inertial.iquat
-
-
-def compile_object_model(
-    scene: str | Callable[[], mujoco.MjSpec],
-    obj: ObjectSpec,
-    slot_geoms: Sequence[str] = SLOT_GEOM_NAMES,
-    slot_kinds: Sequence[str] = SLOT_KINDS,
-    inertial: Inertial | None = None,
-    body: str = "object",
-) -> mujoco.MjModel:
-    """Compiles the scene holding one object.
-
-    Args:
-      scene: the scene's MJCF text, or a function returning a fresh MjSpec of it.
-      obj: the object, in the `slot_kinds` layout.
-      slot_geoms: names of the scene geoms that hold the slots.
-      slot_kinds: geom type of each slot.
-      inertial: optional explicit mass properties; without them MuJoCo derives them from the
-        geoms' density.
-      body: the object's body, which receives `inertial`.
-
-    Returns:
-      The compiled model: use it for native MuJoCo (its broad phase needs the body bounding
-      volumes that only compiling computes).
-    """
-    spec = _scene_spec(scene)
-    _set_object(spec, obj, slot_geoms, slot_kinds, inertial, body)
-    return spec.compile()
 
 
 def batched_object_fields(
     scene: str | Callable[[], mujoco.MjSpec],
     objects: Sequence[ObjectSpec],
-    slot_geoms: Sequence[str] = SLOT_GEOM_NAMES,
-    slot_kinds: Sequence[str] = SLOT_KINDS,
-    inertials: Sequence[Inertial] | None = None,
+    slot_geoms: Sequence[str] = scene_models.WRENCH_SLOT_GEOMS,
+    slot_kinds: Sequence[str] = scene_models.WRENCH_SLOT_KINDS,
+    inertials: Sequence[scene_models.Inertial] | None = None,
     body: str = "object",
 ) -> tuple[mujoco.MjModel, dict]:
     """Compiles the scene once per object and stacks the fields that differ between them.
 
-    Args: as `compile_object_model`, with K objects and optionally K inertials.
+    Args: as `scene_models.compile_object_model`, with K objects and optionally K inertials.
 
     Returns:
       (mj_model of the first object, {field: [K, ...] jax array}) for the fields in
       _OBJECT_FIELDS; index the stack with an object id and `replace` them into the MJX model.
     """
     # One parse; each object overwrites every slot (and the inertial) before its compile.
-    spec = _scene_spec(scene)
+    spec = scene_models.as_spec(scene)
     models = []
     for k, obj in enumerate(objects):
-        _set_object(spec, obj, slot_geoms, slot_kinds,
-                    None if inertials is None else inertials[k], body)
+        scene_models.set_object(spec, obj, slot_geoms, slot_kinds,
+                                None if inertials is None else inertials[k], body)
         models.append(spec.compile())
     fields = {name: jnp.asarray(np.stack([getattr(m, name) for m in models]), jnp.float32)
               for name in _OBJECT_FIELDS}
@@ -167,7 +88,8 @@ def num_support_points(slot_kinds: Sequence[str]) -> int:
     return sum(8 if kind == "box" else 2 for kind in slot_kinds)
 
 
-def support_points(obj: ObjectSpec, slot_kinds: Sequence[str] = SLOT_KINDS) -> np.ndarray:
+def support_points(obj: ObjectSpec,
+                   slot_kinds: Sequence[str] = scene_models.WRENCH_SLOT_KINDS) -> np.ndarray:
     """Points and radii whose lowest `z - r` is the object's lowest point in any orientation.
 
     A box's lowest point is one of its corners and a capsule's lies `r` below one of its end

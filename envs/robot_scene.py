@@ -6,9 +6,9 @@ object's sizes and poses, and its body takes the object's mass, centre of mass a
 `SceneObjects.model_for(model, object_id)` returns the model of one environment; vmapped over
 object ids it is the same mechanism Brax's `randomization_fn` uses.
 
-Collision presets (docs/robot.md explains the default; bench/scene_throughput.py measures the
-others): "default"; "hand_self" adds hand self-collision; "table_box" makes the table a box
-instead of a plane; "full_hand" makes all 67 LEAP boxes colliders instead of 24.
+The scene's spec, its collision presets (docs/robot.md explains the default;
+bench/scene_throughput.py measures the others) and its slot geoms are
+`dex4d_jax.scene_models` (no JAX: the deploy runtime's simulated robot compiles them too).
 """
 
 from __future__ import annotations
@@ -20,51 +20,8 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import object_library, robot
+from dex4d_jax import object_library, robot, scene_models
 from dex4d_jax.envs import objects
-
-# Scene geoms of the object's slots, in the order of object_library.ROBOT_SLOTS.
-SLOT_GEOMS = ("object_box_a", "object_box_b", "object_capsule_a", "object_capsule_b")
-COLLISION_PRESETS = ("default", "hand_self", "table_box", "full_hand")
-
-_HAND_BIT, _TABLE_BIT = robot.HAND_COLLISION_BIT, robot.TABLE_COLLISION_BIT
-
-
-def scene_spec(collision: str = "default") -> mujoco.MjSpec:
-    """The scene's MjSpec with a collision preset applied.
-
-    Args:
-      collision: one of COLLISION_PRESETS.
-
-    Returns:
-      An uncompiled spec of mjcf/dex4d_scene.xml.
-    """
-    if collision not in COLLISION_PRESETS:
-        raise ValueError(f"Unknown collision preset {collision!r}; valid: "
-                         f"{', '.join(COLLISION_PRESETS)}")
-    spec = mujoco.MjSpec.from_file(str(robot.SCENE_XML))
-    hand_bodies = {b.name for b in spec.body(robot.HAND_BODY).find_all(mujoco.mjtObj.mjOBJ_BODY)}
-    hand_bodies.add(robot.HAND_BODY)
-    hand_geoms = [g for g in spec.geoms if g.parent.name in hand_bodies]
-    if collision == "hand_self":
-        for geom in hand_geoms:
-            if geom.contype == _HAND_BIT:
-                geom.conaffinity |= _HAND_BIT
-    elif collision == "full_hand":
-        # Every visual LEAP box collides; the named colliders, copies of some of them, step
-        # aside, except the fingertip pads, which have no visual twin.
-        for geom in hand_geoms:
-            if not geom.contype:
-                geom.contype, geom.conaffinity = _HAND_BIT, robot.OBJECT_COLLISION_BIT | _TABLE_BIT
-            elif not geom.name.endswith("_pad"):
-                geom.contype = geom.conaffinity = 0
-    elif collision == "table_box":
-        table = spec.geom(robot.TABLE_GEOM)
-        table.type = mujoco.mjtGeom.mjGEOM_BOX
-        table.size = [0.6, 0.75, 0.3]
-        table.pos = [0.35, 0.0, robot.TABLE_HEIGHT - 0.3]
-    return spec
-
 
 @dataclasses.dataclass(frozen=True)
 class SceneObjects:
@@ -97,13 +54,15 @@ class SceneObjects:
 
     def native_model(self, object_id: int) -> mujoco.MjModel:
         """The scene compiled with object `object_id`, for native MuJoCo."""
-        return objects.compile_object_model(
-            lambda: scene_spec(self.collision), self.library.spec(object_id), SLOT_GEOMS,
+        return scene_models.compile_object_model(
+            lambda: scene_models.robot_scene_spec(self.collision), self.library.spec(object_id),
+            scene_models.ROBOT_SLOT_GEOMS,
             object_library.ROBOT_SLOTS, _inertial(self.library, object_id))
 
 
-def _inertial(library: object_library.ObjectLibrary, i: int) -> objects.Inertial:
-    return objects.Inertial(library.mass[i], library.com[i], library.inertia[i], library.iquat[i])
+def _inertial(library: object_library.ObjectLibrary, i: int) -> scene_models.Inertial:
+    return scene_models.Inertial(library.mass[i], library.com[i], library.inertia[i],
+                                 library.iquat[i])
 
 
 def build_scene_objects(library: object_library.ObjectLibrary,
@@ -123,7 +82,8 @@ def build_scene_objects(library: object_library.ObjectLibrary,
     specs = [library.spec(i) for i in range(len(library))]
     inertials = [_inertial(library, i) for i in range(len(library))]
     mj_model, fields = objects.batched_object_fields(
-        lambda: scene_spec(collision), specs, SLOT_GEOMS, object_library.ROBOT_SLOTS,
+        lambda: scene_models.robot_scene_spec(collision), specs, scene_models.ROBOT_SLOT_GEOMS,
+        object_library.ROBOT_SLOTS,
         inertials=inertials)
     robot.check_model(mj_model)
     support = np.stack([objects.support_points(s, object_library.ROBOT_SLOTS) for s in specs])

@@ -261,10 +261,10 @@ def _pair_table(model) -> str:
 def _scene(args, parser) -> int:
     from dex4d_jax.envs import robot_scene  # noqa: PLC0415
 
-    from dex4d_jax import object_library, robot  # noqa: PLC0415
+    from dex4d_jax import object_library, robot, scene_models  # noqa: PLC0415
 
-    if args.collision not in robot_scene.COLLISION_PRESETS:
-        parser.error(f"--collision must be one of {', '.join(robot_scene.COLLISION_PRESETS)}")
+    if args.collision not in scene_models.COLLISION_PRESETS:
+        parser.error(f"--collision must be one of {', '.join(scene_models.COLLISION_PRESETS)}")
     library = (object_library.ycb_objects() if args.split == "ycb"
                else object_library.load_library(args.split))
     names = [str(n) for n in library.names]
@@ -468,6 +468,9 @@ def _run(args, parser) -> int:
         return 2
     try:
         sim, camera = sim_setup.simulation(policy.info, index if half is None else half)
+    except PolicyFileError as err:  # exported before the file carried its environment's config
+        print(f"dex4d: error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         parser.error(f"--object {args.object}: {err}")
     pose = None if args.pose is None else (np.array(args.pose[:3]), np.array(args.pose[3:]))

@@ -3,14 +3,18 @@ and native MuJoCo against MJX (sim-to-sim)."""
 
 import json
 import os
+import pkgutil
 import subprocess
 import sys
+import textwrap
 
 import jax
 import numpy as np
 import pytest
-from dex4d_jax.envs import load
+from dex4d_jax.envs import get_default_config, load
 
+import dex4d_jax.deploy
+from dex4d_jax import contract, robot, scene_models, sim2sim
 from dex4d_jax.deploy import runtime, sim, sim_setup
 from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.export import onnx_graph
@@ -34,8 +38,8 @@ def untrained_policy(wrench, tmp_path_factory):
     net = StudentNetwork(action_size=6, width=32, num_layers=1, num_heads=4,
                          point_hidden=(32, 32))
     params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
-    meta = onnx_graph.contract_metadata("dex4d-student/1", "ap2ap_wrench", {},
-                                        wrench.deploy_info, sizes)
+    meta = contract.metadata(contract.STUDENT_CONTRACT, "ap2ap_wrench", {}, wrench.deploy_info,
+                             sizes, wrench.config.to_dict())
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
                                      {"width": 32, "num_layers": 1, "num_heads": 4,
                                       "arch": "transformer", "encoder": "paired"}, sizes, meta)
@@ -44,27 +48,69 @@ def untrained_policy(wrench, tmp_path_factory):
     return str(path)
 
 
-def test_deploy_runs_where_jax_cannot_be_imported(untrained_policy):
-    """The runtime imports and runs a policy with jax, jaxlib and flax made unimportable."""
-    script = f"""
+@pytest.fixture(scope="module")
+def robot_policy(tmp_path_factory):
+    """An untrained 22-joint (ap2ap) student as an ONNX file, and a two-frame track of 64
+    points lifted by 10 cm above the table in front of the hand."""
+    sizes = {"joint_pos": 22, "joint_vel": 22, "action": 22, "points": 64}
+    net = StudentNetwork(action_size=22, width=32, num_layers=1, num_heads=4,
+                         point_hidden=(32, 32))
+    params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
+    ranges = robot.joint_ranges(scene_models.robot_scene_spec().compile())
+    # ap2ap's deploy_info without building the environment (its object library).
+    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
+            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
+                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
+                               "joint_high": ranges[:, 1].tolist()},
+            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
+    meta = contract.metadata(contract.STUDENT_CONTRACT, "ap2ap", {}, info, sizes,
+                             get_default_config("ap2ap").to_dict())
+    model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
+                                     {"width": 32, "num_layers": 1, "num_heads": 4,
+                                      "arch": "transformer", "encoder": "paired"}, sizes, meta)
+    folder = tmp_path_factory.mktemp("robot_policy")
+    path = folder / "robot.onnx"
+    path.write_bytes(model.SerializeToString())
+    pts = np.random.default_rng(0).uniform(-0.03, 0.03, (64, 3))
+    frames = np.stack([pts + [0.45, 0, 0.64], pts + [0.45, 0, 0.74]]).astype(np.float32)
+    tracks = folder / "t.npz"
+    formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
+    return str(path), str(tracks), frames, ranges
+
+
+# Run in a fresh interpreter in which importing jax, jaxlib or flax raises ImportError.
+_NO_JAX = """
 import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("jax", "jaxlib", "flax"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
-import numpy as np
-import dex4d_jax.deploy
-from dex4d_jax.deploy import policy, runtime, sim
-p = policy.OnnxPolicy({untrained_policy!r})
-out = p(np.zeros(0), np.zeros(6), np.zeros(6), np.zeros((64, 6)), np.ones(64, bool))
-assert out["action"].shape == (6,)
-assert not any(m.split(".")[0] in ("jax", "jaxlib", "flax") for m in sys.modules)
-print("ok")
+sys.modules.update(jax=None, jaxlib=None, flax=None)
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+_JAX_MODULES = ("(v is not None and m.split('.')[0] in ('jax', 'jaxlib', 'flax') "
+                "for m, v in list(sys.modules.items()))")
+
+
+def _without_jax(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", _NO_JAX + textwrap.dedent(script)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_deploy_imports_no_jax(untrained_policy):
+    """Every module under dex4d_jax/deploy/, and the contract, imports in an interpreter where
+    importing jax raises; a policy loads and runs there."""
+    names = ["dex4d_jax.contract"] + [
+        f"dex4d_jax.deploy.{m.name}" for m in pkgutil.iter_modules(dex4d_jax.deploy.__path__)]
+    assert "dex4d_jax.deploy.sim_setup" in names
+    done = _without_jax(f"""
+        import importlib
+        import numpy as np
+        for name in {names!r}:
+            importlib.import_module(name)
+        from dex4d_jax.deploy import policy
+        p = policy.OnnxPolicy({untrained_policy!r})
+        out = p(np.zeros(0), np.zeros(6), np.zeros(6), np.zeros((64, 6)), np.ones(64, bool))
+        assert out["action"].shape == (6,)
+        assert not any({_JAX_MODULES})
+        print("ok")
+    """)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 
 
 def test_goal_advancer_eq4():
@@ -158,7 +204,7 @@ def test_wrench_native_mujoco_agrees_with_mjx(wrench):
     contact[:, 0], contact[:, 2], contact[:, 3] = 0.3, -1.0, 0.5
 
     def errors(actions):
-        r = sim_setup.compare_wrench(wrench, actions, seed=1)
+        r = sim2sim.compare_wrench(wrench, actions, seed=1)
         pos = np.abs(r["mjx"][:, :3] - r["native"][:, :3]).max()
         dot = np.abs(np.sum(r["mjx"][:, 3:] * r["native"][:, 3:], axis=1))
         return pos, 2 * np.arccos(np.clip(dot, 0, 1)).max(), r["native"][:, 2].min()
@@ -181,7 +227,7 @@ def test_robot_native_mujoco_agrees_with_mjx():
     targets."""
     from dex4d_jax.envs import robot_scene
 
-    from dex4d_jax import object_library, robot
+    from dex4d_jax import object_library
 
     scene = robot_scene.build_scene_objects(object_library.load_library("train", 2, 0))
     model, data = robot_scene.grasp_ready_data(scene, 0)
@@ -190,7 +236,7 @@ def test_robot_native_mujoco_agrees_with_mjx():
     rng = np.random.default_rng(0)
     targets = data.qpos[:22] + np.cumsum(rng.normal(0, 0.01, (30, 22)), 0)
     targets = np.clip(targets, ranges[:, 0], ranges[:, 1])
-    r = sim_setup.compare_robot(model, data.qpos.copy(), targets, 1 / 30)
+    r = sim2sim.compare_robot(model, data.qpos.copy(), targets, 1 / 30)
     joints = np.abs(r["mjx"][:, :22] - r["native"][:, :22]).max(axis=1)
     moved = np.abs(r["native"][-1, :22] - data.qpos[:22]).max()
     assert moved > 0.05, moved
@@ -269,40 +315,13 @@ def test_run_cli(untrained_policy, wrench, tmp_path, capsys):
     assert code == 2 and "not found" in text
 
 
-def test_run_drives_the_arm_and_hand_within_limits(tmp_path, capsys):
-    """An (untrained) 22-joint student through `dex4d run --robot sim` on the xArm6 + LEAP
-    scene; then the same loop in Python: every command within the joint limits and at most
-    `max_joint_step` from the previous one, and the robot moves."""
-    from dex4d_jax import robot
-    from dex4d_jax.envs import robot_scene
-
-    sizes = {"joint_pos": 22, "joint_vel": 22, "action": 22, "points": 64}
-    net = StudentNetwork(action_size=22, width=32, num_layers=1, num_heads=4,
-                         point_hidden=(32, 32))
-    params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
-    ranges = robot.joint_ranges(robot_scene.scene_spec().compile())
-    # ap2ap's deploy_info without building the environment (its object library).
-    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
-            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
-                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
-                               "joint_high": ranges[:, 1].tolist()},
-            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
-    meta = onnx_graph.contract_metadata("dex4d-student/1", "ap2ap", {}, info, sizes)
-    model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
-                                     {"width": 32, "num_layers": 1, "num_heads": 4,
-                                      "arch": "transformer", "encoder": "paired"}, sizes, meta)
-    path = tmp_path / "robot.onnx"
-    path.write_bytes(model.SerializeToString())
-    pts = np.random.default_rng(0).uniform(-0.03, 0.03, (64, 3))
-    frames = np.stack([pts + [0.45, 0, 0.64], pts + [0.45, 0, 0.74]]).astype(np.float32)
-    tracks = tmp_path / "t.npz"
-    formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
-    code, text = run_cli(capsys, "run", "--onnx", str(path), "--tracks", str(tracks),
-                         "--object", "box:0.03,0.03,0.03", "--pose", "0.45", "0", "0.64", "1",
-                         "0", "0", "0", "--steps", "5")
-    assert code == 1 and "timeout after 5 ticks" in text, text
-
-    policy = OnnxPolicy(str(path))
+def test_run_drives_the_arm_and_hand_within_limits(robot_policy):
+    """An (untrained) 22-joint student on the xArm6 + LEAP scene through the loop `dex4d run
+    --robot sim` runs (the command itself: test_dex4d_run_sim_without_jax): every command
+    within the joint limits and at most `max_joint_step` from the previous one, and the robot
+    moves."""
+    path, _, frames, ranges = robot_policy
+    policy = OnnxPolicy(path)
     s, camera = sim_setup.simulation(policy.info, [0.03, 0.03, 0.03])
     s.set_object_pose(np.array([0.45, 0, 0.64]), np.array([1.0, 0, 0, 0]))
     start = s.observe().joint_pos.copy()

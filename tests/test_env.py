@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dex4d_jax import envs, geometry, object_families, wrappers
+from dex4d_jax import envs, geometry, object_families, scene_models, wrappers
 from dex4d_jax.envs import ap2ap_wrench, objects
 
 
@@ -109,11 +109,11 @@ def test_held_goal_is_replaced_in_place(env):
 
 
 def test_objects_are_deterministic_and_unknown_families_fail():
-    a = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, objects.SLOT_KINDS)
-    b = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, objects.SLOT_KINDS)
+    slots = scene_models.WRENCH_SLOT_KINDS
+    a = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, slots)
+    b = object_families.make_object_set(objects.WRENCH_FAMILIES, 5, 7, slots)
     for x, y in zip(a, b, strict=True):
         for p, q in zip(x.primitives, y.primitives, strict=True):
             np.testing.assert_array_equal(p.size, q.size)
     with pytest.raises(ValueError, match="valid"):
-        object_families.make_object("teapot", np.random.default_rng(0), "teapot_0",
-                                    objects.SLOT_KINDS)
+        object_families.make_object("teapot", np.random.default_rng(0), "teapot_0", slots)

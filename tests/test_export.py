@@ -7,13 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import onnxruntime as ort
 import optax
+import flax.linen as nn
 import pytest
 from dex4d_jax.experiments.configs import student
 
+from dex4d_jax import contract, envs
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
-from dex4d_jax.networks import ppo
+from dex4d_jax.networks import point_encoders, ppo
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.student import dagger
 from dex4d_jax.teacher import ppo_loop
@@ -61,7 +63,7 @@ def test_student_graph_matches_flax(arch, encoder, sizes):
     for batch in (1, 33):
         x = export.random_student_inputs(dims, batch, seed=batch)
         want = _student_outputs(net, params, x)
-        got = dict(zip(export.STUDENT_OUTPUTS, session.run(None, x), strict=True))
+        got = dict(zip(contract.STUDENT_OUTPUTS, session.run(None, x), strict=True))
         for k in want:
             assert got[k].shape == want[k].shape, k
             np.testing.assert_allclose(got[k], want[k], atol=1e-5, rtol=0, err_msg=k)
@@ -114,6 +116,9 @@ def test_export_cli_writes_a_checked_student(student_run, tmp_path, capsys):
     assert info.action_mapping["kind"] == "twist" and info.num_points == 64
     assert info.control_frequency_hz == pytest.approx(20.0)
     np.testing.assert_allclose(info.points_origin_in_world, [0, 0, 0.6])
+    # The environment's whole config, from which `dex4d run --robot sim` builds the task.
+    want_config = json.loads(json.dumps(envs.get_default_config("ap2ap_wrench").to_dict()))
+    assert info.env_config == want_config
     dims = info.sizes
     for batch in (1, 33):
         x = export.random_student_inputs(dims, batch, seed=10 + batch)
@@ -170,3 +175,63 @@ def test_export_cli_errors(tmp_path, capsys):
                          str(tmp_path / "x.pt"))
     assert code == 2 and ".onnx" in text
     assert not (tmp_path / "x.onnx").exists()
+
+class _Unmirrored(nn.Module):
+    """A layer the exporter has no ONNX mirror for."""
+
+    @nn.compact
+    def __call__(self, x):
+        return 2.0 * nn.Dense(x.shape[-1])(x)
+
+
+class _StudentWithExtra(nn.Module):
+    """The student, then an unmirrored layer on its action."""
+
+    @nn.compact
+    def __call__(self, *inputs):
+        out = StudentNetwork(action_size=6, width=32, num_layers=1, num_heads=4,
+                             point_hidden=(32, 32), name="student")(*inputs)
+        return _Unmirrored(name="extra")(out["action"])
+
+
+class _TweakedStudent(StudentNetwork):
+    """A subclass: it may compute something else, so the student's mirror does not cover it."""
+
+
+def test_every_network_module_needs_a_registered_mirror(monkeypatch):
+    """The student's and the teacher's modules all have mirrors (flax's own layers covered
+    whole); a module class without one, at the top or nested, fails naming its class."""
+    dims = {"joint_pos": 0, "joint_vel": 6, "action": 6, "points": 64}
+    x = list(export.random_student_inputs(dims, 1).values())
+    key = jax.random.PRNGKey(0)
+    net = StudentNetwork(action_size=6, width=32, num_layers=1, num_heads=4,
+                         point_hidden=(32, 32))
+    met = onnx_graph.check_mirrors(lambda: net.init(key, *x))
+    assert {StudentNetwork, point_encoders.PointEncoder, point_encoders.PointNet,
+            nn.MultiHeadDotProductAttention} <= set(met)
+    assert onnx_graph.MIRRORS[StudentNetwork].fn is onnx_graph.student_model
+    nets = ppo.make_ppo_networks(134, 6, num_points=20, point_hidden=(32, 32),
+                                 policy_hidden=(64, 64), value_hidden=(16,))
+    met = onnx_graph.check_mirrors(lambda: nets.policy_network.init(key))
+    assert {ppo.PointPolicy, ppo.PointTrunk} <= set(met)
+
+    tweaked = _TweakedStudent(action_size=6, width=32, num_layers=1, num_heads=4)
+    with pytest.raises(onnx_graph.MissingMirrorError, match=r"_TweakedStudent \(at the network"):
+        onnx_graph.check_mirrors(lambda: tweaked.init(key, *x))
+    # Even under a mirrored parent, an unmirrored submodule is found, with its path.
+    monkeypatch.setitem(onnx_graph.MIRRORS, _StudentWithExtra,
+                        onnx_graph.Mirror(lambda *a: None, whole=False))
+    with pytest.raises(onnx_graph.MissingMirrorError, match=r"_Unmirrored \(at extra\)"):
+        onnx_graph.check_mirrors(lambda: _StudentWithExtra().init(key, *x))
+
+
+def test_export_refuses_a_network_with_an_unmirrored_module(student_run, tmp_path, capsys,
+                                                            monkeypatch):
+    """`dex4d export` walks the run's network: with PointNet's mirror gone it stops, names the
+    class, and writes nothing."""
+    run, _, _ = student_run
+    monkeypatch.delitem(onnx_graph.MIRRORS, point_encoders.PointNet)
+    out = tmp_path / "s.onnx"
+    code, text = run_cli(capsys, "export", "--policy", str(run), "--out", str(out))
+    assert code == 2 and "No ONNX mirror for flax module" in text and "PointNet" in text, text
+    assert not out.exists() and not list(tmp_path.iterdir())

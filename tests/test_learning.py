@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dex4d_jax.experiments.configs import student, teacher
 
-from dex4d_jax.deploy import sim_setup
+from dex4d_jax import sim2sim
 from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.export import policy as export
 from dex4d_jax.student import train as student_train
@@ -103,7 +103,7 @@ def test_exported_student_on_native_mujoco(student_run, exported_student):
     config = train.read_run_config(str(student_run))
     mjx_success = json.loads((student_run / "eval.json").read_text())["student"]["success_rate"]
     env = train.make_env(config, evaluation=True)
-    episodes = sim_setup.evaluate_native(OnnxPolicy(str(exported_student)), env,
+    episodes = sim2sim.evaluate_native(OnnxPolicy(str(exported_student)), env,
                                          config.eval.num_episodes, config.eval.seed,
                                          config.dagger.episode_length)
     native_success = float(np.mean([e.success for e in episodes]))

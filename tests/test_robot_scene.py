@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dex4d_jax import geometry, object_library, robot, rotations, shapes
+from dex4d_jax import geometry, object_library, robot, rotations, scene_models, shapes
 from dex4d_jax.envs import objects, robot_scene
 
 from helpers import run_cli, run_headless, skip_without_gl
@@ -37,7 +37,7 @@ def test_fields_follow_the_library(library, scene):
     body = scene.mj_model.body(robot.OBJECT_BODY).id
     np.testing.assert_allclose(scene.fields["body_mass"][:, body], library.mass, rtol=1e-5)
     np.testing.assert_allclose(scene.fields["body_ipos"][:, body], library.com, atol=1e-6)
-    geom = scene.mj_model.geom(robot_scene.SLOT_GEOMS[0]).id
+    geom = scene.mj_model.geom(scene_models.ROBOT_SLOT_GEOMS[0]).id
     box_a = library.present[:, 0]
     np.testing.assert_allclose(scene.fields["geom_size"][box_a, geom], library.size[box_a, 0],
                                atol=1e-6)
@@ -87,7 +87,7 @@ def test_mjx_batch_holds_different_objects_that_rest_at_their_heights(library, s
     final = rollout(jnp.asarray(ids), jnp.asarray(qpos0))
     qpos, qvel = final.qpos, final.qvel
     # The two environments hold different objects: their slot geoms differ in size.
-    slots = [scene.mj_model.geom(g).id for g in robot_scene.SLOT_GEOMS]
+    slots = [scene.mj_model.geom(g).id for g in scene_models.ROBOT_SLOT_GEOMS]
     models = jax.vmap(scene.model_for, (None, 0))(objects.put_model(scene.mj_model),
                                                   jnp.asarray(ids))
     assert not np.allclose(models.geom_size[0, slots], models.geom_size[1, slots])

@@ -11,92 +11,18 @@ the expected shape: a robot must never act on garbage.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 
 import numpy as np
 
-STUDENT_CONTRACT = "dex4d-student/1"
-TEACHER_CONTRACT = "dex4d-teacher/1"
-INPUTS = ("joint_pos", "joint_vel", "last_action", "paired_points", "point_mask")
-OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
+from dex4d_jax import contract
+from dex4d_jax.contract import PolicyFileError, PolicyInfo
 
-
-class PolicyFileError(ValueError):
-    """The ONNX file is missing, unreadable or not a dex4d student of a known contract."""
+__all__ = ["OnnxPolicy", "PolicyFileError", "PolicyInfo", "PolicyInputError"]
 
 
 class PolicyInputError(ValueError):
     """An input to the policy has the wrong shape or type, or holds NaN or infinity."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyInfo:
-    """The metadata an exported policy carries (see dex4d_jax/export/policy.py).
-
-    Attributes:
-      contract: "dex4d-student/1".
-      version: the dex4d-jax version that exported it.
-      env: the training environment's name; env_overrides its config overrides.
-      joint_names: names of the action's entries, in order.
-      action_mapping: how actions become commands (deploy.runtime.ActionMapper).
-      control_frequency_hz: the rate the policy was trained at.
-      num_points: paired points per call.
-      points_origin_in_world: the policy's point frame is the world shifted by this.
-      sizes: {"joint_pos", "joint_vel", "action", "points"}.
-      success_threshold, hold_steps: the training task's success test.
-      checkpoint, step: where the parameters came from.
-    """
-
-    contract: str
-    version: str
-    env: str
-    env_overrides: dict
-    joint_names: list
-    action_mapping: dict
-    control_frequency_hz: float
-    num_points: int
-    points_origin_in_world: np.ndarray
-    sizes: dict
-    success_threshold: float
-    hold_steps: int
-    checkpoint: str
-    step: int
-
-    @classmethod
-    def from_metadata(cls, meta: dict, path: str) -> PolicyInfo:
-        """Parses and checks a file's `dex4d.*` metadata."""
-        contract = meta.get("dex4d.contract")
-        if contract is None:
-            raise PolicyFileError(f"{path} has no dex4d metadata: export it with `dex4d export`.")
-        if contract != STUDENT_CONTRACT:
-            what = "a teacher (it needs the privileged state)" if contract == TEACHER_CONTRACT \
-                else f"contract {contract!r}"
-            raise PolicyFileError(f"{path} is {what}; the deploy runtime runs students "
-                                  f"({STUDENT_CONTRACT}).")
-        try:
-            get = {k.removeprefix("dex4d."): v for k, v in meta.items()}
-            info = cls(
-                contract=contract, version=get["version"], env=get["env"],
-                env_overrides=json.loads(get["env_overrides"]),
-                joint_names=json.loads(get["joint_names"]),
-                action_mapping=json.loads(get["action_mapping"]),
-                control_frequency_hz=float(json.loads(get["control_frequency_hz"])),
-                num_points=int(json.loads(get["num_points"])),
-                points_origin_in_world=np.asarray(json.loads(get["points_origin_in_world"]),
-                                                  np.float64),
-                sizes=json.loads(get["sizes"]),
-                success_threshold=float(json.loads(get["success_threshold"])),
-                hold_steps=int(json.loads(get["hold_steps"])),
-                checkpoint=get["checkpoint"], step=int(json.loads(get["step"])))
-        except (KeyError, ValueError, TypeError) as e:
-            raise PolicyFileError(f"{path} has incomplete or malformed dex4d metadata ({e!r}); "
-                                  "re-export it with `dex4d export`.") from e
-        if len(info.joint_names) != info.sizes["action"]:
-            raise PolicyFileError(f"{path}: {len(info.joint_names)} joint names for an action "
-                                  f"of size {info.sizes['action']}.")
-        return info
 
 
 class OnnxPolicy:
@@ -124,15 +50,9 @@ class OnnxPolicy:
             raise PolicyFileError(f"{path} is not a readable ONNX model ({e}).") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = PolicyInfo.from_metadata(meta, path)
-        names = tuple(i.name for i in self.session.get_inputs())
-        outs = tuple(o.name for o in self.session.get_outputs())
-        if names != INPUTS or outs != OUTPUTS:
-            raise PolicyFileError(f"{path} has inputs {names} and outputs {outs}; the student "
-                                  f"contract is {INPUTS} -> {OUTPUTS}.")
-        s = self.info.sizes
-        self._shapes = {"joint_pos": (s["joint_pos"],), "joint_vel": (s["joint_vel"],),
-                        "last_action": (s["action"],), "paired_points": (s["points"], 6),
-                        "point_mask": (s["points"],)}
+        contract.check_student_io(tuple(i.name for i in self.session.get_inputs()),
+                                  tuple(o.name for o in self.session.get_outputs()), path)
+        self._shapes = contract.student_input_shapes(self.info.sizes)
 
     @property
     def action_size(self) -> int:
@@ -141,12 +61,13 @@ class OnnxPolicy:
 
     def check_inputs(self, inputs: dict) -> tuple[dict[str, np.ndarray], bool]:
         """Validated float32/bool arrays with a batch axis, and whether one was added."""
-        missing = [k for k in INPUTS if k not in inputs]
+        missing = [k for k in contract.STUDENT_INPUTS if k not in inputs]
         if missing:
-            raise PolicyInputError(f"Missing policy inputs {missing}; expected {list(INPUTS)}.")
+            raise PolicyInputError(f"Missing policy inputs {missing}; expected "
+                                   f"{list(contract.STUDENT_INPUTS)}.")
         single = np.ndim(inputs["last_action"]) == 1
         out, batch = {}, None
-        for name in INPUTS:
+        for name in contract.STUDENT_INPUTS:
             x = np.asarray(inputs[name])
             want = self._shapes[name]
             if single:
@@ -182,4 +103,5 @@ class OnnxPolicy:
             joint_pos=joint_pos, joint_vel=joint_vel, last_action=last_action,
             paired_points=paired_points, point_mask=point_mask))
         outputs = self.session.run(None, inputs)
-        return {k: (v[0] if single else v) for k, v in zip(OUTPUTS, outputs, strict=True)}
+        return {k: (v[0] if single else v) for k, v in zip(contract.STUDENT_OUTPUTS, outputs,
+                                                          strict=True)}

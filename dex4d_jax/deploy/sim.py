@@ -2,8 +2,8 @@
 
 `dex4d run --robot sim` drives these through the same `Controller` a real robot uses, so an
 exported policy is checked on a second implementation of the physics (sim-to-sim). They take
-a compiled `mujoco.MjModel` and the object's keypoints from the caller (the CLI builds them
-from the training environment's MJCF and object set) and import only mujoco and numpy.
+a compiled `mujoco.MjModel` and the object's keypoints from the caller (`sim_setup` builds
+them from the training environment's MJCF and object set) and import only mujoco and numpy.
 
 * `WrenchSim`: the `ap2ap_wrench` task: the object's free joint follows the commanded twist
   (linear in the world frame, angular converted to the body frame every physics step, as the
@@ -19,14 +19,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from dex4d_jax import rotations
 from dex4d_jax.deploy.runtime import PointFrame, RobotState
-
-
-def quat_to_mat(quat: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a wxyz quaternion."""
-    mat = np.zeros(9)
-    mujoco.mju_quat2Mat(mat, np.asarray(quat, np.float64))
-    return mat.reshape(3, 3)
 
 
 class _Sim:
@@ -76,8 +70,9 @@ class WrenchSim(_Sim):
         """Empty joint positions; the object's twist as the joint velocities."""
         _, quat = self.object_pose()
         v = self.data.qvel[self.qvel_adr: self.qvel_adr + 6]
+        ang_world = rotations.quat_to_matrix(quat) @ v[3:6]
         return RobotState(np.zeros(0, np.float32),
-                          np.concatenate([v[:3], quat_to_mat(quat) @ v[3:6]]).astype(np.float32))
+                          np.concatenate([v[:3], ang_world]).astype(np.float32))
 
     def command(self, command: np.ndarray) -> None:
         """The twist [lin (m/s), ang (rad/s)], world frame, held until the next command."""
@@ -93,7 +88,8 @@ class WrenchSim(_Sim):
             _, quat = self.object_pose()
             qv = self.data.qvel[self.qvel_adr: self.qvel_adr + 6]
             qv[:3] = self.twist[:3]
-            qv[3:] = quat_to_mat(quat).T @ self.twist[3:]  # the free joint's ang. vel.: body frame
+            # The free joint's angular velocity is in the body frame.
+            qv[3:] = rotations.quat_to_matrix(quat).T @ self.twist[3:]
             mujoco.mj_step(self.model, self.data)
             q = self.data.qpos[self.qpos_adr + 3: self.qpos_adr + 7]
             q /= np.linalg.norm(q)
@@ -165,7 +161,7 @@ class CameraPoints:
     def true_points(self) -> np.ndarray:
         """[N, 3] world positions of the keypoints."""
         pos, quat = self.sim.object_pose()
-        return self.keypoints @ quat_to_mat(quat).T + pos
+        return self.keypoints @ rotations.quat_to_matrix(quat).T + pos
 
     def visibility(self, points: np.ndarray) -> np.ndarray:
         """[N] bool: in the field of view and not occluded."""

@@ -1,32 +1,123 @@
 """ONNX graphs of the student and teacher networks, built op by op from their parameters.
 
-Each function below mirrors one flax module of `dex4d_jax.networks` and reads that module's
-parameter tree (plain numpy arrays), so the graph computes the same function as the `apply`
-used in training; `dex4d_jax.export.export_policy` checks that on random inputs before it
-writes a file, and the tests check it again through onnxruntime.
+Each mirror below reproduces one flax module of `dex4d_jax.networks` (or of flax itself) from
+that module's parameter tree (plain numpy arrays), so the graph computes the same function as
+the `apply` used in training; `dex4d_jax.export.policy.export_policy` checks that on random
+inputs before it writes a file, and the tests check it again through onnxruntime.
+
+Every mirror is registered against the class of the module it mirrors (`@mirrors(cls)`, the
+registry `MIRRORS`). `check_mirrors` walks the modules a network calls and refuses a network
+holding a module class without a mirror (`MissingMirrorError` naming it): a new layer in
+`dex4d_jax.networks` cannot be exported by a graph that silently leaves it out.
 
 Why not jax2onnx: its latest release pins orbax-checkpoint below the version our training
 stack needs (SPEC section 12), and the networks use a dozen ops. Opset 18: LayerNormalization
 is there (17) and every op here runs on onnxruntime builds of the last three years; GELU is
 written out (flax's tanh approximation) rather than the opset-20 Gelu op for the same reason.
 
-Only numpy and onnx are imported: building a graph needs no JAX.
+The registry keys are the flax classes, so this module imports flax (and with it JAX); the
+graphs themselves are built from numpy arrays, and the files need neither to run.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+import flax.linen as nn
+import jax
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-import dex4d_jax
+from dex4d_jax import contract
+from dex4d_jax.networks import point_encoders, ppo, student
 
 OPSET = 18
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it
+
+
+@dataclasses.dataclass(frozen=True)
+class Mirror:
+    """The ONNX mirror of one flax module class.
+
+    Attributes:
+      fn: the function that builds the module's graph.
+      whole: True when `fn` reproduces the module with everything inside it (flax's own
+        layers, whose submodules are flax internals); False when the module's submodules are
+        mirrored by their own registered mirrors, and so must have one.
+    """
+
+    fn: Callable
+    whole: bool
+
+
+# {flax module class: its mirror}, filled by @mirrors.
+MIRRORS: dict[type, Mirror] = {}
+
+
+def mirrors(module_class: type, whole: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator: registers the decorated function as the ONNX mirror of `module_class`.
+
+    Args:
+      module_class: the flax module class the function mirrors.
+      whole: see `Mirror.whole`.
+    """
+    def register(fn: Callable) -> Callable:
+        if module_class in MIRRORS:
+            raise ValueError(f"{module_class.__qualname__} already has an ONNX mirror "
+                             f"({MIRRORS[module_class].fn.__qualname__}).")
+        MIRRORS[module_class] = Mirror(fn, whole)
+        return fn
+
+    return register
+
+
+class MissingMirrorError(ValueError):
+    """A network calls a flax module class that has no registered ONNX mirror."""
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def check_mirrors(init_fn: Callable[[], object]) -> list[type]:
+    """Checks that every flax module a network calls has a registered mirror.
+
+    Args:
+      init_fn: runs the network's flax `init` (for example `lambda: net.init(key, *inputs)`);
+        it is traced with `jax.eval_shape`, so nothing is computed.
+
+    Returns:
+      The module classes met, outermost first (each once).
+
+    Raises:
+      MissingMirrorError: naming the first module class (and its path in the network) that
+        has no mirror and is not inside a module whose mirror covers it whole.
+    """
+    met: dict[tuple[str, ...], type] = {}
+
+    def record(next_fn, args, kwargs, context):
+        module = context.module
+        if module.scope is not None:
+            met.setdefault(tuple(module.scope.path), type(module))
+        return next_fn(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(init_fn)
+    covered = [path for path, cls in met.items() if cls in MIRRORS and MIRRORS[cls].whole]
+    for path, cls in sorted(met.items(), key=lambda item: len(item[0])):
+        inside_whole = any(path[: len(p)] == p and len(path) > len(p) for p in covered)
+        if cls not in MIRRORS and not inside_whole:
+            where = "/".join(path) or "the network itself"
+            known = ", ".join(sorted(c.__qualname__ for c in MIRRORS))
+            raise MissingMirrorError(
+                f"No ONNX mirror for flax module {_class_name(cls)} (at {where}): the export "
+                f"would leave it out. Mirrored modules: {known}. Write one in "
+                f"dex4d_jax/export/onnx_graph.py and register it with @mirrors("
+                f"{cls.__qualname__}).")
+    return list(dict.fromkeys(met[p] for p in sorted(met, key=len)))
 
 
 class Graph:
@@ -60,6 +151,7 @@ class Graph:
 
     # -- layers (each mirrors a flax module) ---------------------------------------------------
 
+    @mirrors(nn.Dense, whole=True)
     def dense(self, x: str, p: Mapping) -> str:
         """flax.linen.Dense: x @ kernel + bias."""
         y = self.op("MatMul", x, self.const(p["kernel"], "kernel"))
@@ -87,6 +179,7 @@ class Graph:
         half_x = self.op("Mul", x, self.const(0.5))
         return self.op("Mul", half_x, self.op("Add", t, self.const(1.0)))
 
+    @mirrors(nn.LayerNorm, whole=True)
     def layer_norm(self, x: str, p: Mapping, epsilon: float = 1e-6) -> str:
         """flax.linen.LayerNorm over the last axis (flax's default epsilon)."""
         return self.op("LayerNormalization", x, self.const(p["scale"]), self.const(p["bias"]),
@@ -126,6 +219,7 @@ class Graph:
             return self.op("Concat", mean, maximum, axis=-1)
         raise ValueError(f"Unknown pooling {pooling!r}")
 
+    @mirrors(point_encoders.PointNet)
     def point_net(self, points: str, p: Mapping, pooling: str, activation: str,
                   mask_f: str | None, mask_b: str | None) -> str:
         """point_encoders.PointNet: shared MLP on every point, then pooling."""
@@ -134,6 +228,7 @@ class Graph:
             x = self.activation(self.dense(x, p[f"shared_{i}"]), activation)
         return self.pool(x, pooling, mask_f, mask_b)
 
+    @mirrors(point_encoders.PointEncoder)
     def point_encoder(self, points: str, p: Mapping, kind: str, pooling: str, activation: str,
                       mask: str | None, num_points: int) -> str:
         """point_encoders.PointEncoder on paired points [B, N, 6]; `mask` [B, N] bool or None."""
@@ -157,6 +252,7 @@ class Graph:
             return x
         raise ValueError(f"Unknown point encoder {kind!r}")
 
+    @mirrors(nn.MultiHeadDotProductAttention, whole=True)
     def attention(self, x: str, p: Mapping, num_heads: int) -> str:
         """flax.linen.MultiHeadDotProductAttention, self-attention over axis 1 of [B, T, W]."""
         width = p["query"]["kernel"].shape[0]
@@ -176,6 +272,38 @@ class Graph:
         kernel = p["out"]["kernel"].reshape(num_heads * head_dim, -1)
         return self.dense(out, {"kernel": kernel, "bias": p["out"]["bias"]})
 
+    @mirrors(student._Embed)
+    def embed(self, x: str, size: int, p: Mapping, width: int) -> str:
+        """networks/student.py _Embed: a two-layer MLP to `width`, or (size 0) the learned
+        constant token broadcast over the batch."""
+        if size == 0:
+            return self.op("Expand", self.const(p["token"]),
+                           self.batch_shape("last_action", [width]))
+        return self.dense(self.activation(self.dense(x, p["dense_0"]), "elu"), p["dense_1"])
+
+    @mirrors(student._Block)
+    def block(self, x: str, p: Mapping, num_heads: int) -> str:
+        """networks/student.py _Block: pre-LayerNorm self-attention and MLP, over [B, T, W]."""
+        x = self.op("Add", x, self.attention(self.layer_norm(x, p["ln_attn"]), p["attn"],
+                                             num_heads))
+        h = self.gelu(self.dense(self.layer_norm(x, p["ln_mlp"]), p["mlp_0"]))
+        return self.op("Add", x, self.dense(h, p["mlp_1"]))
+
+    @mirrors(ppo.PointTrunk)
+    def point_trunk(self, x: str, p: Mapping, network: Mapping, obs_size: int) -> str:
+        """networks/ppo.py PointTrunk on observations [B, D]: the point encoder on the first
+        `6 num_points` entries, concatenated with the rest, then the hidden MLP."""
+        n = int(network["num_points"])
+        if n:
+            points = self.op("Reshape", self.slice_last(x, 0, 6 * n),
+                             self.const([0, n, 6], dtype=np.int64))
+            encoding = self.point_encoder(points, p["PointEncoder_0"], network["encoder"],
+                                          network["pooling"], network["activation"], None, n)
+            x = self.op("Concat", encoding, self.slice_last(x, 6 * n, obs_size), axis=-1)
+        for i in range(len(network["policy_hidden"])):
+            x = self.activation(self.dense(x, p[f"Dense_{i}"]), network["activation"])
+        return x
+
     def model(self, inputs: list, outputs: list, metadata: Mapping[str, str]) -> onnx.ModelProto:
         """The checked ModelProto of this graph."""
         graph = helper.make_graph(self.nodes, "dex4d_policy", inputs, outputs, self.initializers)
@@ -188,41 +316,11 @@ class Graph:
         return model
 
 
-def contract_metadata(contract: str, env: str, env_overrides: Mapping, deploy_info: Mapping,
-                      sizes: Mapping[str, int], checkpoint: str = "", step: int = 0
-                      ) -> dict[str, str]:
-    """The `dex4d.*` metadata of an exported policy (docs/deploy.md lists the keys).
-
-    Args:
-      contract: "dex4d-student/1" or "dex4d-teacher/1".
-      env, env_overrides: the training environment's name and config overrides.
-      deploy_info: the environment's `deploy_info` (joint names, action mapping, control
-        frequency, points' origin, success threshold, hold steps).
-      sizes: the input sizes ({"joint_pos", "joint_vel", "action", "points"} for a student).
-      checkpoint, step: where the parameters came from.
-    """
-    return {
-        "dex4d.contract": contract,
-        "dex4d.version": dex4d_jax.__version__,
-        "dex4d.env": env,
-        "dex4d.env_overrides": json.dumps(dict(env_overrides), sort_keys=True),
-        "dex4d.joint_names": json.dumps(list(deploy_info["joint_names"])),
-        "dex4d.action_mapping": json.dumps(deploy_info["action_mapping"]),
-        "dex4d.control_frequency_hz": json.dumps(deploy_info["control_frequency_hz"]),
-        "dex4d.num_points": json.dumps(sizes.get("points", 0)),
-        "dex4d.points_origin_in_world": json.dumps(list(deploy_info["points_origin_in_world"])),
-        "dex4d.success_threshold": json.dumps(deploy_info["success_threshold"]),
-        "dex4d.hold_steps": json.dumps(deploy_info["hold_steps"]),
-        "dex4d.sizes": json.dumps(dict(sizes)),
-        "dex4d.checkpoint": checkpoint,
-        "dex4d.step": json.dumps(step),
-    }
-
-
 def _input(name: str, dtype, dims: list) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, dtype, dims)
 
 
+@mirrors(student.StudentNetwork)
 def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
                   metadata: Mapping[str, str]) -> onnx.ModelProto:
     """The student (networks/student.py StudentNetwork) as an ONNX model.
@@ -242,24 +340,17 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
     width = int(network["width"])
     g = Graph()
 
-    def embed(x: str, size: int, sub: Mapping) -> str:
-        if size == 0:  # the learned constant token, broadcast over the batch
-            return g.op("Expand", g.const(sub["token"]), g.batch_shape("last_action", [width]))
-        return g.dense(g.activation(g.dense(x, sub["dense_0"]), "elu"), sub["dense_1"])
-
     point_feat = g.point_encoder("paired_points", p["points"], network["encoder"], "mean_max",
                                  "elu", "point_mask", n)
-    tokens = [embed("joint_pos", q, p["embed_qpos"]), embed("joint_vel", v, p["embed_qvel"]),
-              embed("last_action", a, p["embed_action"]), g.dense(point_feat, p["embed_points"])]
+    tokens = [g.embed("joint_pos", q, p["embed_qpos"], width),
+              g.embed("joint_vel", v, p["embed_qvel"], width),
+              g.embed("last_action", a, p["embed_action"], width),
+              g.dense(point_feat, p["embed_points"])]
     axis1 = g.const([1], dtype=np.int64)
     x = g.op("Concat", *(g.op("Unsqueeze", t, axis1) for t in tokens), axis=1)  # [B, 4, W]
     if network["arch"] == "transformer":
         for i in range(int(network["num_layers"])):
-            b = p[f"block_{i}"]
-            x = g.op("Add", x, g.attention(g.layer_norm(x, b["ln_attn"]), b["attn"],
-                                           int(network["num_heads"])))
-            h = g.gelu(g.dense(g.layer_norm(x, b["ln_mlp"]), b["mlp_0"]))
-            x = g.op("Add", x, g.dense(h, b["mlp_1"]))
+            x = g.block(x, p[f"block_{i}"], int(network["num_heads"]))
         x = g.layer_norm(x, p["ln_out"])
         feats = [g.op("Gather", x, g.const(i, dtype=np.int64), axis=1) for i in range(3)]
     elif network["arch"] == "mlp":
@@ -276,14 +367,14 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
         nxt = name if size == 0 else g.op("Add", name, g.dense(feat, p[head]))
         g.output(nxt, f"next_{name}")
     f32, b = TensorProto.FLOAT, "batch"
-    inputs = [_input("joint_pos", f32, [b, q]), _input("joint_vel", f32, [b, v]),
-              _input("last_action", f32, [b, a]), _input("paired_points", f32, [b, n, 6]),
-              _input("point_mask", TensorProto.BOOL, [b, n])]
-    outputs = [_input("action", f32, [b, a]), _input("next_joint_pos", f32, [b, q]),
-               _input("next_joint_vel", f32, [b, v])]
+    inputs = [_input(name, TensorProto.BOOL if name == "point_mask" else f32, [b, *shape])
+              for name, shape in contract.student_input_shapes(sizes).items()]
+    outputs = [_input(name, f32, [b, size]) for name, size in
+               zip(contract.STUDENT_OUTPUTS, (a, q, v), strict=True)]
     return g.model(inputs, outputs, metadata)
 
 
+@mirrors(ppo.PointPolicy)
 def teacher_model(params: Mapping, network: Mapping, obs_size: int, action_size: int,
                   metadata: Mapping[str, str]) -> onnx.ModelProto:
     """A teacher's deterministic policy (networks/ppo.py PointPolicy's mean) as an ONNX model.
@@ -292,19 +383,10 @@ def teacher_model(params: Mapping, network: Mapping, obs_size: int, action_size:
     [B, A], the Gaussian's mean clipped to [-1, 1] (what the environment executes).
     """
     p = params.get("params", params)
-    trunk = p["trunk"]
     g = Graph()
-    n = int(network["num_points"])
-    x = "observation"
-    if n:
-        points = g.op("Reshape", g.slice_last(x, 0, 6 * n), g.const([0, n, 6], dtype=np.int64))
-        encoding = g.point_encoder(points, trunk["PointEncoder_0"], network["encoder"],
-                                   network["pooling"], network["activation"], None, n)
-        x = g.op("Concat", encoding, g.slice_last(x, 6 * n, obs_size), axis=-1)
-    for i in range(len(network["policy_hidden"])):
-        x = g.activation(g.dense(x, trunk[f"Dense_{i}"]), network["activation"])
+    x = g.point_trunk("observation", p["trunk"], network, obs_size)
     action = g.op("Clip", g.dense(x, p["Dense_0"]), g.const(-1.0), g.const(1.0))
     g.output(action, "action")
     f32 = TensorProto.FLOAT
-    return g.model([_input("observation", f32, ["batch", obs_size])],
-                   [_input("action", f32, ["batch", action_size])], metadata)
+    return g.model([_input(contract.TEACHER_INPUTS[0], f32, ["batch", obs_size])],
+                   [_input(contract.TEACHER_OUTPUTS[0], f32, ["batch", action_size])], metadata)

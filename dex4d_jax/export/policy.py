@@ -24,17 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
+from dex4d_jax import contract
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.student import dagger
 from dex4d_jax.student import train as student_train
 from dex4d_jax.teacher import ppo_loop
 from dex4d_jax.teacher import train as teacher_train
-
-STUDENT_CONTRACT = "dex4d-student/1"
-TEACHER_CONTRACT = "dex4d-teacher/1"
-STUDENT_INPUTS = ("joint_pos", "joint_vel", "last_action", "paired_points", "point_mask")
-STUDENT_OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
-
 
 def _numpy_tree(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), jax.device_get(tree))
@@ -60,7 +55,7 @@ class LoadedPolicy:
     """A run's policy as JAX sees it: what `dex4d export` exports and checks against.
 
     Attributes:
-      kind: STUDENT_CONTRACT or TEACHER_CONTRACT.
+      kind: contract.STUDENT_CONTRACT or contract.TEACHER_CONTRACT.
       env: the run's environment.
       config: the run's config.
       params: the network parameters (the student's, or the teacher's policy network's).
@@ -93,7 +88,7 @@ class LoadedPolicy:
         ppo_loop.check_fits(template, self.params, "student parameters", self.checkpoint)
         layout = env.student_layout
         qpos, qvel, last, _ = layout.split(zeros)
-        self.kind = STUDENT_CONTRACT
+        self.kind = contract.STUDENT_CONTRACT
         self.sizes = {"joint_pos": int(qpos.shape[-1]), "joint_vel": int(qvel.shape[-1]),
                       "action": int(last.shape[-1]), "points": int(config.masking.num_keep)}
 
@@ -111,7 +106,7 @@ class LoadedPolicy:
         env, config = self.env, self.config
         policy_fn, params, _, _, _ = teacher_train.load_policy(self.checkpoint, env)
         self.params = params[1]
-        self.kind = TEACHER_CONTRACT
+        self.kind = contract.TEACHER_CONTRACT
         obs_key = config.network.policy_obs_key
         size = env.observation_size
         obs_size = int(size[obs_key][-1]) if isinstance(size, dict) else int(size)
@@ -128,7 +123,7 @@ class LoadedPolicy:
 
     def random_inputs(self, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
         """Random inputs of this policy's contract."""
-        if self.kind == STUDENT_CONTRACT:
+        if self.kind == contract.STUDENT_CONTRACT:
             return random_student_inputs(self.sizes, batch, seed)
         rng = np.random.default_rng(seed)
         obs = rng.standard_normal((batch, self.sizes["observation"])).astype(np.float32)
@@ -136,15 +131,27 @@ class LoadedPolicy:
         return {"observation": obs}
 
     def onnx_model(self) -> onnx.ModelProto:
-        """The ONNX model of this policy."""
-        meta = onnx_graph.contract_metadata(self.kind, self.config.env.name,
-                                            self.config.env.overrides.to_dict(),
-                                            self.env.deploy_info, self.sizes, self.checkpoint,
-                                            self.step)
+        """The ONNX model of this policy, its metadata holding the environment's config.
+
+        Raises:
+          onnx_graph.MissingMirrorError: the network calls a flax module that has no ONNX
+            mirror (checked on the network the run's config builds).
+        """
+        meta = contract.metadata(self.kind, self.config.env.name,
+                                 self.config.env.overrides.to_dict(), self.env.deploy_info,
+                                 self.sizes, self.env.config.to_dict(), self.checkpoint,
+                                 self.step)
         params = _numpy_tree(self.params)
-        if self.kind == STUDENT_CONTRACT:
+        key = jax.random.PRNGKey(0)
+        if self.kind == contract.STUDENT_CONTRACT:
+            network = dagger.make_student(self.config.network, self.env.action_size)
+            inputs = random_student_inputs(self.sizes, 1).values()
+            onnx_graph.check_mirrors(lambda: network.init(key, *inputs))
             return onnx_graph.student_model(params, self.config.network.to_dict(), self.sizes,
                                             meta)
+        networks = teacher_train.network_factory(self.config)(self.env.observation_size,
+                                                              self.env.action_size)
+        onnx_graph.check_mirrors(lambda: networks.policy_network.init(key))
         meta["dex4d.observation_key"] = self.obs_key
         return onnx_graph.teacher_model(params, self.config.network.to_dict(),
                                         self.sizes["observation"], self.sizes["action"], meta)

@@ -1,0 +1,165 @@
+"""Native MuJoCo models of the task scenes holding one object (numpy and mujoco only, no JAX).
+
+An object is a compound of primitives in fixed geom *slots* whose types never change (MJX
+picks collision functions from geom types when it traces, so types are static while sizes and
+poses may vary per environment). A shape that leaves a slot unused shrinks it to a 1 mm speck
+inside slot 0, where it can never touch anything. Two scenes:
+
+* the `ap2ap_wrench` table (mjcf/ap2ap_wrench.xml), slots WRENCH_SLOT_KINDS in
+  WRENCH_SLOT_GEOMS;
+* the xArm6 + LEAP hand scene (mjcf/dex4d_scene.xml, `robot_scene_spec`), slots
+  `object_library.ROBOT_SLOTS` in ROBOT_SLOT_GEOMS, with a collision preset.
+
+The MJX environments (`dex4d_jax.envs.objects`, `dex4d_jax.envs.robot_scene`) batch these
+models' fields; the deploy runtime's simulated robot (`dex4d_jax.deploy.sim_setup`) compiles
+them for native MuJoCo. Lengths in metres, quaternions wxyz.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import mujoco
+import numpy as np
+
+import dex4d_jax.mjcf
+from dex4d_jax import robot
+
+if TYPE_CHECKING:
+    from dex4d_jax import object_families, shapes
+
+WRENCH_XML = pathlib.Path(dex4d_jax.mjcf.__file__).parent / "ap2ap_wrench.xml"
+
+# Geom types of the wrench scene's slots, in the order of the object's geoms in its MJCF.
+WRENCH_SLOT_KINDS = ("box", "box", "capsule")
+WRENCH_SLOT_GEOMS = ("object_box_a", "object_box_b", "object_capsule")
+# The robot scene's slot geoms, in the order of object_library.ROBOT_SLOTS.
+ROBOT_SLOT_GEOMS = ("object_box_a", "object_box_b", "object_capsule_a", "object_capsule_b")
+COLLISION_PRESETS = ("default", "hand_self", "table_box", "full_hand")
+
+_HIDDEN_SIZE = 0.001
+_QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+class Inertial(NamedTuple):
+    """Explicit mass properties of an object body (object frame); the library stores them as
+    arrays, `inertia.MassProperties` has the same fields and serves too."""
+
+    mass: float  # kg
+    com: np.ndarray  # [3] metres
+    inertia: np.ndarray  # [3] principal moments, kg m^2
+    iquat: np.ndarray  # [4] wxyz, object frame to principal axes
+
+
+def wrench_scene_spec() -> mujoco.MjSpec:
+    """An uncompiled spec of the `ap2ap_wrench` scene (mjcf/ap2ap_wrench.xml)."""
+    return mujoco.MjSpec.from_string(WRENCH_XML.read_text())
+
+
+def robot_scene_spec(collision: str = "default") -> mujoco.MjSpec:
+    """The robot scene's MjSpec with a collision preset applied.
+
+    Args:
+      collision: one of COLLISION_PRESETS: "default"; "hand_self" adds hand self-collision;
+        "table_box" makes the table a box instead of a plane; "full_hand" makes all 67 LEAP
+        boxes colliders instead of 24 (docs/robot.md).
+
+    Returns:
+      An uncompiled spec of mjcf/dex4d_scene.xml.
+
+    Raises:
+      ValueError: an unknown preset.
+    """
+    if collision not in COLLISION_PRESETS:
+        raise ValueError(f"Unknown collision preset {collision!r}; valid: "
+                         f"{', '.join(COLLISION_PRESETS)}")
+    spec = mujoco.MjSpec.from_file(str(robot.SCENE_XML))
+    hand_bodies = {b.name for b in spec.body(robot.HAND_BODY).find_all(mujoco.mjtObj.mjOBJ_BODY)}
+    hand_bodies.add(robot.HAND_BODY)
+    hand_geoms = [g for g in spec.geoms if g.parent.name in hand_bodies]
+    if collision == "hand_self":
+        for geom in hand_geoms:
+            if geom.contype == robot.HAND_COLLISION_BIT:
+                geom.conaffinity |= robot.HAND_COLLISION_BIT
+    elif collision == "full_hand":
+        # Every visual LEAP box collides; the named colliders, copies of some of them, step
+        # aside, except the fingertip pads, which have no visual twin.
+        for geom in hand_geoms:
+            if not geom.contype:
+                geom.contype = robot.HAND_COLLISION_BIT
+                geom.conaffinity = robot.OBJECT_COLLISION_BIT | robot.TABLE_COLLISION_BIT
+            elif not geom.name.endswith("_pad"):
+                geom.contype = geom.conaffinity = 0
+    elif collision == "table_box":
+        table = spec.geom(robot.TABLE_GEOM)
+        table.type = mujoco.mjtGeom.mjGEOM_BOX
+        table.size = [0.6, 0.75, 0.3]
+        table.pos = [0.35, 0.0, robot.TABLE_HEIGHT - 0.3]
+    return spec
+
+
+def as_spec(scene: str | Callable[[], mujoco.MjSpec]) -> mujoco.MjSpec:
+    """A fresh MjSpec of `scene`: MJCF text, or a function returning a spec."""
+    return scene() if callable(scene) else mujoco.MjSpec.from_string(scene)
+
+
+def _slot_geom(slot: shapes.Primitive | None, kind: str, anchor: shapes.Primitive):
+    """Returns (size[3], pos[3], quat[4]) for a slot, hiding an unused one inside `anchor`."""
+    if slot is None:
+        return np.full(3, _HIDDEN_SIZE), anchor.pos, _QUAT_ID
+    assert slot.kind == kind, (slot.kind, kind)
+    size = np.zeros(3)
+    size[: len(slot.size)] = slot.size
+    return size, slot.pos, slot.quat
+
+
+def set_object(spec: mujoco.MjSpec, obj: object_families.ObjectSpec, slot_geoms: Sequence[str],
+               slot_kinds: Sequence[str], inertial: Inertial | None, body: str) -> None:
+    """Writes an object's slots (and mass properties, when given) into a scene's spec.
+
+    Args: as `compile_object_model`, with the spec to change in place.
+    """
+    anchor = obj.slots[0] if obj.slots[0] is not None else obj.primitives[0]
+    for name, kind, slot in zip(slot_geoms, slot_kinds, obj.slots, strict=True):
+        size, pos, quat = _slot_geom(slot, kind, anchor)
+        geom = spec.geom(name)
+        geom.size = size
+        geom.pos = pos
+        geom.quat = quat
+    if inertial is not None:
+        target = spec.body(body)
+        target.explicitinertial = True
+        target.mass = float(inertial.mass)
+        target.ipos = inertial.com
+        target.inertia = inertial.inertia
+        target.iquat = inertial.iquat
+
+
+def compile_object_model(
+    scene: str | Callable[[], mujoco.MjSpec],
+    obj: object_families.ObjectSpec,
+    slot_geoms: Sequence[str] = WRENCH_SLOT_GEOMS,
+    slot_kinds: Sequence[str] = WRENCH_SLOT_KINDS,
+    inertial: Inertial | None = None,
+    body: str = "object",
+) -> mujoco.MjModel:
+    """Compiles the scene holding one object.
+
+    Args:
+      scene: the scene's MJCF text, or a function returning a fresh MjSpec of it.
+      obj: the object, in the `slot_kinds` layout.
+      slot_geoms: names of the scene geoms that hold the slots.
+      slot_kinds: geom type of each slot.
+      inertial: optional explicit mass properties; without them MuJoCo derives them from the
+        geoms' density.
+      body: the object's body, which receives `inertial`.
+
+    Returns:
+      The compiled model: use it for native MuJoCo (its broad phase needs the body bounding
+      volumes that only compiling computes).
+    """
+    spec = as_spec(scene)
+    set_object(spec, obj, slot_geoms, slot_kinds, inertial, body)
+    return spec.compile()
