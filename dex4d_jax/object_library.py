@@ -113,6 +113,19 @@ class ObjectLibrary:
             f.name: getattr(self, f.name)[indices] for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), np.ndarray)})
 
+    def find(self, name_or_index: str) -> int:
+        """The index of an object given by name, or by its index written as digits.
+
+        Raises KeyError naming the valid choices (all names, or a range for a large library).
+        """
+        names = [str(n) for n in self.names]
+        if name_or_index in names:
+            return names.index(name_or_index)
+        if name_or_index.isdigit() and int(name_or_index) < len(names):
+            return int(name_or_index)
+        shown = ", ".join(names) if len(names) <= 12 else f"0-{len(names) - 1} or {names[0]}, ..."
+        raise KeyError(f"no object {name_or_index!r}; choose {shown}")
+
     def spec(self, index: int) -> object_families.ObjectSpec:
         """Object `index` as primitives in its slots (None for unused slots)."""
         slots = []
@@ -449,3 +462,21 @@ def ycb_objects() -> ObjectLibrary:
         )
         objects.append((spec, props, keypoints))
     return _stack(objects, YCB_NAMES)
+
+
+def family_table(library: ObjectLibrary) -> str:
+    """A text table, one line per family present: object count, range of largest extents (mm,
+    of the primitives' bounding box) and of masses (g), then the total count."""
+    extents = [1000.0 * max(high - low) for low, high in
+               (shapes.bounding_box(library.spec(i).primitives) for i in range(len(library)))]
+    lines = [f"{'family':<12}{'objects':>8}{'extent mm':>16}{'mass g':>16}"]
+    for family_id, family in enumerate(library.family_names):
+        members = [i for i in range(len(library)) if library.family_ids[i] == family_id]
+        if not members:
+            continue
+        size = f"{min(extents[i] for i in members):.0f}-{max(extents[i] for i in members):.0f}"
+        mass = 1000.0 * library.mass[members]
+        lines.append(f"{family:<12}{len(members):>8}{size:>16}"
+                     f"{f'{mass.min():.0f}-{mass.max():.0f}':>16}")
+    lines.append(f"{'total':<12}{len(library):>8}")
+    return "\n".join(lines)

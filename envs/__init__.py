@@ -17,10 +17,9 @@ with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx  # noqa: F401
 from typing import Any
 
-from ml_collections import config_dict
-
 from dex4d_jax.envs import ap2ap, ap2ap_wrench
 from dex4d_jax.envs.base import MjxEnv
+from ml_collections import config_dict
 
 _ENVS: dict[str, tuple[Callable[..., MjxEnv], Callable[[], config_dict.ConfigDict]]] = {
     "ap2ap": (ap2ap.Ap2ap, ap2ap.default_config),
@@ -67,6 +66,44 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: dict[str, Any]):
             value = tuple(value)
         node[leaf] = value
     return config
+
+
+def run_env_config(name: str, **overrides: Any) -> config_dict.ConfigDict:
+    """A run config's `env` section: `name` and every setting of that environment (defaults
+    with `overrides` applied), as `config.json` stores it and `from_run_config` reads it.
+    """
+    section = apply_overrides(get_default_config(name), overrides)
+    section.name = name
+    return section
+
+
+def from_run_config(config: config_dict.ConfigDict, evaluation: bool = False) -> MjxEnv:
+    """The environment of a run config's `env` section (`run_env_config`).
+
+    Args:
+      config: a run configuration (teacher or student), whose `env` holds `name` and the
+        environment's settings. Runs written before the settings were stored whole hold
+        `name` and `overrides` instead; those are read too.
+      evaluation: build the evaluation environment: domain randomization (where the
+        environment has it) is off unless the config's `eval.randomization` asks for it.
+
+    Raises:
+      ValueError: unknown environment. KeyError/TypeError: a setting the environment does not
+        have, or of the wrong type.
+    """
+    settings = config.env.to_dict()
+    name = settings.pop("name")
+    _check_name(name)
+    if set(settings) == {"overrides"}:  # the layout before settings were stored whole
+        env_config = apply_overrides(get_default_config(name), settings["overrides"])
+    else:
+        env_config = get_default_config(name)
+        env_config.lock()
+        env_config.update(settings)
+        env_config.unlock()
+    if evaluation and "domain_randomization" in env_config:
+        env_config.domain_randomization = bool(config.eval.get("randomization", False))
+    return load(name, config=env_config)
 
 
 def load(name: str, config: config_dict.ConfigDict | None = None, **overrides: Any) -> MjxEnv:

@@ -285,3 +285,27 @@ def arm_ladder(mj_model: mujoco.MjModel, qpos: np.ndarray,
         arms.append(arm)
         lowest.append(lowest_robot_point(mj_model, data) - robot.TABLE_HEIGHT)
     return np.stack(arms).astype(np.float32), np.array(lowest, np.float32)
+
+
+def collision_pair_counts(model: mujoco.MjModel) -> dict[str, int]:
+    """MJX's candidate collision pairs of a model counted by geom types, most frequent first
+    ({"box - capsule": 40, ...}); each pair costs a narrow-phase call every physics step."""
+    import collections  # noqa: PLC0415
+
+    from mujoco.mjx._src import collision_driver  # noqa: PLC0415
+
+    counts = collections.Counter(
+        " - ".join(sorted(mujoco.mjtGeom(model.geom_type[g]).name[7:].lower() for g in (a, b)))
+        for a, b, _ in collision_driver.geom_pairs(model))
+    return dict(counts.most_common())
+
+
+def describe(model: mujoco.MjModel, collision: str) -> str:
+    """Three lines about a scene model: sizes, joint/actuator order, collision pairs."""
+    colliders = int((model.geom_contype | model.geom_conaffinity).astype(bool).sum())
+    pairs = ", ".join(f"{n} {kind}" for kind, n in collision_pair_counts(model).items())
+    return "\n".join([
+        f"{robot.SCENE_XML}: {model.nq} qpos, {model.nv} dofs, {model.nu} actuators, "
+        f"{model.ngeom} geoms ({colliders} colliders), timestep {model.opt.timestep:.5f} s",
+        "joint/actuator order: " + " ".join(robot.JOINT_NAMES),
+        f"collision preset {collision!r}: {pairs}"])

@@ -1,7 +1,7 @@
 """Prints a markdown table of finished teacher or student runs (config.json and eval.json).
 
-  python experiments/summarize_runs.py runs/ablation/*
-  python experiments/summarize_runs.py runs/student_ablation/*
+python experiments/summarize_runs.py runs/ablation/*
+python experiments/summarize_runs.py runs/student_ablation/*
 """
 
 from __future__ import annotations

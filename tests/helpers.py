@@ -43,3 +43,30 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
         code = exit_.code
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+def envs_of(config) -> tuple:
+    """(training env, evaluation env) of a run config, built as the command line builds them."""
+    from dex4d_jax import envs  # noqa: PLC0415
+
+    return envs.from_run_config(config), envs.from_run_config(config, evaluation=True)
+
+
+def train_teacher(config, out: str, resume: bool = False, **kwargs):
+    """`teacher.train.train_teacher` with the environments the command line would build (from
+    `config`, or on resume from the run's saved config).
+    """
+    from dex4d_jax.teacher import train  # noqa: PLC0415
+    from dex4d_jax.training import run_dir  # noqa: PLC0415
+
+    source = run_dir.read_run_config(out) if config is None else config
+    return train.train_teacher(config, out, *envs_of(source), resume=resume, **kwargs)
+
+
+def train_student(config, out: str, resume: bool = False, **kwargs):
+    """`student.train.train_student` with the environments the command line would build."""
+    from dex4d_jax.student import train  # noqa: PLC0415
+    from dex4d_jax.training import run_dir  # noqa: PLC0415
+
+    source = run_dir.read_run_config(out) if config is None else config
+    return train.train_student(config, out, *envs_of(source), resume=resume, **kwargs)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from dex4d_jax.experiments.configs import teacher
-from dex4d_jax.teacher import train
+from dex4d_jax.training import run_dir
 
 from helpers import run_cli
 
@@ -16,8 +16,8 @@ def test_bad_choices_list_the_valid_ones(capsys, tmp_path):
     assert code == 2 and "paired" in text and "decoupled" in text
     code, text = run_cli(capsys, "train", "teacher", "--env", "ap2ap_hand", "--out", str(tmp_path))
     assert code == 2 and "ap2ap_wrench" in text
-    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "bogus=1")
-    assert code == 2 and "success_threshold" in text
+    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "env.bogus=1")
+    assert code == 2 and "env.success_threshold" in text
     code, text = run_cli(capsys, "train", "teacher")
     assert code == 2 and "--out" in text
 
@@ -34,7 +34,7 @@ def test_resume_without_a_run_or_checkpoint_fails_clearly(capsys, tmp_path):
     code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "none"))
     assert code == 2 and "config.json" in text
     config = teacher.get_config("quick")
-    train.prepare_run_dir(str(tmp_path / "run"), config, resume=False)
+    run_dir.prepare_run_dir(str(tmp_path / "run"), config, resume=False)
     code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "run"))
     assert code == 2 and "no complete checkpoint" in text
 
@@ -42,19 +42,19 @@ def test_resume_without_a_run_or_checkpoint_fails_clearly(capsys, tmp_path):
 def test_corrupt_checkpoint_is_reported(tmp_path):
     config = teacher.get_config("quick")
     run = tmp_path / "run"
-    train.prepare_run_dir(str(run), config, resume=False)
+    run_dir.prepare_run_dir(str(run), config, resume=False)
     bad = run / "checkpoints" / "000000001000"
     (bad / "state").mkdir(parents=True)
     (bad / "_CHECKPOINT_METADATA").write_text("not json")
     (bad / "state" / "_METADATA").write_text("not json")
     with pytest.raises(RuntimeError, match="corrupt"):
-        train.prepare_run_dir(str(run), None, resume=True)
+        run_dir.prepare_run_dir(str(run), None, resume=True)
     # Saves that never completed (orbax's tmp folder, or no commit metadata) are skipped.
     (run / "checkpoints" / "000000002000").mkdir()
     tmp = run / "checkpoints" / "000000003000.orbax-checkpoint-tmp-17"
     tmp.mkdir()
     (tmp / "_CHECKPOINT_METADATA").write_text("{}")
-    assert [s for s, _ in train.list_checkpoints(str(run))] == [1000]
+    assert [s for s, _ in run_dir.list_checkpoints(str(run))] == [1000]
 
 
 def test_init_from_needs_a_checkpoint_and_a_new_run(capsys, tmp_path):
@@ -69,10 +69,10 @@ def test_init_from_needs_a_checkpoint_and_a_new_run(capsys, tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     config = teacher.get_config("quick")
-    train.prepare_run_dir(str(tmp_path), config, resume=False)
+    run_dir.prepare_run_dir(str(tmp_path), config, resume=False)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["network"]["encoder"] == "paired"
     other = teacher.get_config("quick")
     other.network.encoder = "mlp"
-    with pytest.raises(train.RunDirError, match="different run"):
-        train.prepare_run_dir(str(tmp_path), other, resume=True)
+    with pytest.raises(run_dir.RunDirError, match="different run"):
+        run_dir.prepare_run_dir(str(tmp_path), other, resume=True)

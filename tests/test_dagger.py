@@ -20,11 +20,11 @@ import pytest
 
 from dex4d_jax.experiments.configs import student as student_configs
 from dex4d_jax.student import dagger
-from dex4d_jax.student import train as student_train
-from dex4d_jax.teacher import ppo_loop
-from dex4d_jax.teacher import train as teacher_train
+from dex4d_jax.student import policy as student_policy
+from dex4d_jax.teacher import ppo
+from dex4d_jax.training import checkpoint, policies, run_dir
 
-from helpers import run_cli
+from helpers import envs_of, run_cli, train_student
 from test_resume import _CACHE, _subprocess_env, tiny_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,10 +60,10 @@ def _random_teacher(out, config):
     os.makedirs(out)
     with open(out / "config.json", "w") as f:
         f.write(config.to_json())
-    env = teacher_train.make_env(config)
-    networks = teacher_train.network_factory(config)(env.observation_size, env.action_size)
-    loop = ppo_loop.PPOLoop(env, networks, config.ppo)
-    ppo_loop.save_checkpoint(os.path.abspath(out / "checkpoints"), loop.init_state(3), 0)
+    env = envs_of(config)[0]
+    networks = policies.teacher_networks(config, env.observation_size, env.action_size)
+    loop = ppo.PPO(env, networks, config.ppo)
+    ppo.save_checkpoint(os.path.abspath(out / "checkpoints"), loop.init_state(3), 0)
     return out
 
 
@@ -78,9 +78,9 @@ def teacher_run(tmp_path_factory):
 def distilled(teacher_run, tmp_path_factory):
     """A two-epoch distillation of the tiny teacher, and the teacher's digest before it."""
     before = _digest(teacher_run)
-    params_before = ppo_loop.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
+    params_before = checkpoint.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
     out = tmp_path_factory.mktemp("student") / "run"
-    result = student_train.train_student(tiny_student(str(teacher_run)), str(out),
+    result = train_student(tiny_student(str(teacher_run)), str(out),
                                          progress=False, log=lambda _: None)
     return out, result, before, params_before
 
@@ -88,17 +88,17 @@ def distilled(teacher_run, tmp_path_factory):
 def test_teacher_bit_identical_after_distillation(teacher_run, distilled):
     out, _, before, params_before = distilled
     assert _digest(teacher_run) == before  # not a byte of the teacher's run was written
-    params_after = ppo_loop.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
+    params_after = checkpoint.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, params_before, params_after)))
     # ... while the student did learn something: its parameters moved.
-    first, last = (dagger.load_student_params(p) for _, p in
-                   (teacher_train.list_checkpoints(out)[0], teacher_train.list_checkpoints(out)[-1]))
+    first, last = (policies.load_student_params(p) for _, p in
+                   (run_dir.list_checkpoints(out)[0], run_dir.list_checkpoints(out)[-1]))
     assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, first, last)))
 
 
 def test_run_outputs_and_exact_resume(teacher_run, distilled, tmp_path):
     out, result, _, _ = distilled
-    steps = [s for s, _ in teacher_train.list_checkpoints(out)]
+    steps = [s for s, _ in run_dir.list_checkpoints(out)]
     assert steps == [0, 128, 256]
     assert result["step"] == 256 and result["teacher"]["num_episodes"] == 8
     assert set(result["world_model"]) == {"next_qpos", "next_qpos_unchanged", "next_qvel",
@@ -116,20 +116,21 @@ def test_run_outputs_and_exact_resume(teacher_run, distilled, tmp_path):
     shutil.copytree(out, copy)
     last = copy / "checkpoints" / f"{256:012d}"
     shutil.rmtree(last)
-    student_train.train_student(None, str(copy), resume=True, progress=False,
+    train_student(None, str(copy), resume=True, progress=False,
                                 log=lambda _: None)
-    a, meta_a = ppo_loop.read_checkpoint(str(out / "checkpoints" / f"{256:012d}"), dagger.FORMAT)
-    b, meta_b = ppo_loop.read_checkpoint(str(last), dagger.FORMAT)
+    a, meta_a = checkpoint.read_checkpoint(str(out / "checkpoints" / f"{256:012d}"), dagger.FORMAT)
+    b, meta_b = checkpoint.read_checkpoint(str(last), dagger.FORMAT)
     assert meta_a == meta_b
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
 
 
 def _loop(teacher_run, **kwargs):
     config = tiny_student(str(teacher_run), **kwargs)
-    env = teacher_train.make_env(config)
-    policy = student_train.make_policy(config, env)
-    teacher_fn = teacher_train.load_policy(config.teacher.path, env)[0]
-    return dagger.DaggerLoop(env, policy, teacher_fn, config.dagger), policy
+    env = envs_of(config)[0]
+    policy = student_policy.make_policy(config, env)
+    teacher_fn = policies.load_teacher_policy(config.teacher.path, env.observation_size,
+                                              env.action_size)[0]
+    return dagger.DAgger(env, policy, teacher_fn, config.dagger), policy
 
 
 def test_loss_is_eq3_by_hand(teacher_run):
@@ -138,7 +139,7 @@ def test_loss_is_eq3_by_hand(teacher_run):
     rng = np.random.default_rng(0)
     n, k = 5, 64
     f = lambda *s: jnp.asarray(rng.normal(size=s), jnp.float32)  # noqa: E731
-    inputs = dagger.StudentInputs(f(n, 0), f(n, 6), f(n, 6), f(n, k, 6),
+    inputs = student_policy.StudentInputs(f(n, 0), f(n, 6), f(n, 6), f(n, k, 6),
                                   jnp.asarray(rng.random((n, k)) < 0.5))
     valid = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0])  # two transitions ended their episode
     batch = dagger.Sample(inputs, f(n, 6), f(n, 0), f(n, 6), valid)
@@ -175,15 +176,17 @@ def test_two_devices_match_one(teacher_run, tmp_path):
     """One DAgger epoch on 2 CPU devices updates the student as on one, to float rounding."""
     script = STUDENT + textwrap.dedent(f"""
         import jax, numpy as np
-        from dex4d_jax.student import dagger, train as student_train
-        from dex4d_jax.teacher import train as teacher_train
+        from dex4d_jax import envs
+        from dex4d_jax.student import dagger, policy as student_policy
+        from dex4d_jax.training import policies
         config = tiny_student({str(teacher_run)!r}, epochs=1)
-        env = teacher_train.make_env(config)
-        policy = student_train.make_policy(config, env)
-        teacher_fn, teacher_params, *_ = teacher_train.load_policy(config.teacher.path, env)
+        env = envs.from_run_config(config)
+        policy = student_policy.make_policy(config, env)
+        teacher_fn, teacher_params, *_ = policies.load_teacher_policy(
+            config.teacher.path, env.observation_size, env.action_size)
         out = {{}}
         for devices in (1, 2):
-            loop = dagger.DaggerLoop(env, policy, teacher_fn, config.dagger, max_devices=devices)
+            loop = dagger.DAgger(env, policy, teacher_fn, config.dagger, max_devices=devices)
             assert len(loop.local_devices) == devices
             state, metrics, finite = loop.run_epoch(loop.init_state(0), teacher_params)
             assert finite
@@ -217,18 +220,19 @@ def test_ap2ap_student_epoch(tmp_path):
     from dex4d_jax.experiments.configs import teacher
 
     config = teacher.get_config("smoke", "ap2ap")
-    config.env.overrides = {**config.env.overrides.to_dict(), "num_objects": 2}
+    config.env.num_objects = 2
     config.network.update(policy_hidden=(32,), value_hidden=(32,), point_hidden=(16,))
     config.ppo.episode_length = 8
     run = _random_teacher(tmp_path / "teacher", config)
     student = tiny_student(str(run), env="ap2ap")
     student.dagger.update(num_envs=4, unroll_length=2, num_minibatches=1, num_timesteps=8,
                           num_evals=2)
-    env = teacher_train.make_env(student)
+    env = envs_of(student)[0]
     assert env.student_layout.obs_key == "student_state"
-    policy = student_train.make_policy(student, env)
-    teacher_fn, teacher_params, *_ = teacher_train.load_policy(student.teacher.path, env)
-    loop = dagger.DaggerLoop(env, policy, teacher_fn, student.dagger)
+    policy = student_policy.make_policy(student, env)
+    teacher_fn, teacher_params, *_ = policies.load_teacher_policy(
+        student.teacher.path, env.observation_size, env.action_size)
+    loop = dagger.DAgger(env, policy, teacher_fn, student.dagger)
     start = loop.init_state(0)
     heads = start.training.params["params"]
     assert heads["head_qpos"]["kernel"].shape[-1] == 22

@@ -113,6 +113,61 @@ def test_deploy_imports_no_jax(untrained_policy):
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 
 
+def _run_args(kind: str, untrained_policy, robot_policy, tmp_path, wrench) -> list[str]:
+    if kind == "wrench":
+        kp = np.asarray(wrench.keypoints[0])
+        frames = np.stack([kp + [0, 0, 0.7], kp + [0.05, 0, 0.75]]).astype(np.float32)
+        tracks = tmp_path / "t.npz"
+        formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
+        return ["run", "--onnx", untrained_policy, "--tracks", str(tracks), "--robot", "sim",
+                "--object", "0", "--pose", "0", "0", "0.7", "1", "0", "0", "0", "--steps", "12"]
+    path, tracks, _, _ = robot_policy
+    return ["run", "--onnx", path, "--tracks", tracks, "--robot", "sim", "--object",
+            "box:0.03,0.03,0.03", "--pose", "0.45", "0", "0.64", "1", "0", "0", "0", "--steps",
+            "5"]
+
+
+@pytest.mark.parametrize("kind", ["wrench", "robot"])
+def test_dex4d_run_sim_without_jax(kind, untrained_policy, robot_policy, wrench, tmp_path,
+                                   capsys):
+    """`dex4d run --robot sim` end to end where importing jax raises: the simulation is built
+    from the policy file alone, and the run's report is the one a process with JAX writes."""
+    argv = _run_args(kind, untrained_policy, robot_policy, tmp_path, wrench)
+    code, text = run_cli(capsys, *argv, "--report", str(tmp_path / "with_jax.json"))
+    assert code == 1 and "timeout after" in text, text  # untrained: no success
+    done = _without_jax(f"""
+        from dex4d_jax.experiments.cli import main
+        code = main({argv + ["--report", str(tmp_path / "no_jax.json")]!r})
+        assert not any({_JAX_MODULES}), sorted(sys.modules)
+        sys.exit(code)
+    """)
+    assert done.returncode == 1 and "timeout after" in done.stdout, done.stdout + done.stderr
+    with_jax = json.loads((tmp_path / "with_jax.json").read_text())
+    no_jax = json.loads((tmp_path / "no_jax.json").read_text())
+    assert no_jax == with_jax
+
+
+def test_a_file_without_the_env_config_loads_but_cannot_run_in_sim(untrained_policy, tmp_path,
+                                                                   capsys):
+    """Files exported before dex4d.env_config existed: the policy loads (a robot can run it);
+    `dex4d run --robot sim` asks for a re-export (exit 2)."""
+    import onnx
+
+    model = onnx.load(untrained_policy)
+    keep = [p for p in model.metadata_props if p.key != "dex4d.env_config"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
+    assert OnnxPolicy(str(old)).info.env_config is None
+    frames = np.zeros((2, 8, 3), np.float32)
+    frames[:, :, 2] = 0.7
+    tracks = tmp_path / "t.npz"
+    formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
+    code, text = run_cli(capsys, "run", "--onnx", str(old), "--tracks", str(tracks))
+    assert code == 2 and "re-export" in text and "env_config" in text, text
+
+
 def test_goal_advancer_eq4():
     points = np.zeros((3, 4, 3))
     points[1, :, 0] = 0.10

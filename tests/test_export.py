@@ -9,16 +9,17 @@ import onnxruntime as ort
 import optax
 import flax.linen as nn
 import pytest
+from dex4d_jax import contract, envs
 from dex4d_jax.experiments.configs import student
 
-from dex4d_jax import contract, envs
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks import point_encoders, ppo
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.student import dagger
-from dex4d_jax.teacher import ppo_loop
+from dex4d_jax.student.policy import make_student
+from dex4d_jax.training.loop import LoopState
 from tests.helpers import run_cli
 
 
@@ -88,17 +89,17 @@ def student_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("student") / "run"
     config = student.get_config("quick")
     config.teacher = {"path": "/nonexistent/teacher", "step": 0}
-    config.env = {"name": "ap2ap_wrench", "overrides": {}}
+    config.env = envs.run_env_config("ap2ap_wrench").to_dict()
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(config.to_dict()))
-    net = dagger.make_student(config.network, 6)
+    net = make_student(config.network, 6)
     x = export.random_student_inputs({"joint_pos": 0, "joint_vel": 6, "action": 6,
                                       "points": 64}, 1)
     params = net.init(jax.random.PRNGKey(3), *x.values())
     params = jax.tree_util.tree_map(lambda p: p + 0.02 * jnp.sin(jnp.arange(p.size).reshape(
         p.shape)), params)
-    state = ppo_loop.LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params),
-                                                           params), np.zeros(2, np.uint32), 0)
+    state = LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params), params),
+                      np.zeros(2, np.uint32), 0)
     dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
     return run, net, params
 
@@ -175,6 +176,7 @@ def test_export_cli_errors(tmp_path, capsys):
                          str(tmp_path / "x.pt"))
     assert code == 2 and ".onnx" in text
     assert not (tmp_path / "x.onnx").exists()
+
 
 class _Unmirrored(nn.Module):
     """A layer the exporter has no ONNX mirror for."""

@@ -14,8 +14,9 @@ from dex4d_jax import sim2sim
 from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.export import policy as export
 from dex4d_jax.student import train as student_train
-from dex4d_jax.teacher import ppo_loop, train
-from tests.helpers import run_cli, run_headless, skip_without_gl
+from dex4d_jax.training import checkpoint, run_dir
+from tests.helpers import (envs_of, run_cli, run_headless, skip_without_gl, train_student,
+                           train_teacher)
 
 
 @pytest.fixture(scope="module")
@@ -28,34 +29,34 @@ def teacher_run(tmp_path_factory):
 def test_teacher_learns_and_resumes(teacher_run):
     config = teacher.get_config("quick")
     # A smaller version of the quick run: rotations up to 0.5 rad, 240k steps.
-    config.env.overrides = {"first_goal_max_angle": 0.5, "num_objects": 10}
+    config.env.update(first_goal_max_angle=0.5, num_objects=10)
     config.ppo.num_timesteps = 240_000
     config.ppo.num_evals = 4
     config.eval.num_episodes = 128
     out = teacher_run
-    result = train.train_teacher(config, str(out), progress=False)
+    result = train_teacher(config, str(out), progress=False)
     # An untrained policy never reaches and holds a 2 cm goal (measured success 0.0).
     assert result.success_rate >= 0.3, result
     assert result.min_distance < 0.04, result
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert "eval/success_rate" in lines[-1] and "training/policy_loss" in lines[-1]
     assert lines[-1]["step"] >= 240_000
-    steps = [s for s, _ in train.list_checkpoints(str(out))]
+    steps = [s for s, _ in run_dir.list_checkpoints(str(out))]
     assert steps[-1] >= 240_000 and len(steps) >= 2
 
     # Interrupt: drop the last checkpoint, then resume from the one before it.
-    last, _ = ppo_loop.read_checkpoint(train.list_checkpoints(str(out))[-1][1])
+    last, _ = checkpoint.read_checkpoint(run_dir.list_checkpoints(str(out))[-1][1])
     shutil.rmtree(os.path.join(out, "checkpoints", f"{steps[-1]:012d}"))
-    resumed = train.train_teacher(None, str(out), resume=True, progress=False)
+    resumed = train_teacher(None, str(out), resume=True, progress=False)
     after = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(after) > len(lines)  # appended, not overwritten
     assert after[len(lines)]["step"] >= steps[-2]  # counted on from the restored step
     # Whole PPO iterations per evaluation epoch, as in Brax, so the end may pass the budget.
-    final_step, final_path = train.list_checkpoints(str(out))[-1]
+    final_step, final_path = run_dir.list_checkpoints(str(out))[-1]
     assert final_step == steps[-1]
     assert json.loads((out / "eval.json").read_text())["step"] == final_step
     # Full resume: optimizer, key, normaliser and params restored, so the redone epoch is exact.
-    again, _ = ppo_loop.read_checkpoint(final_path)
+    again, _ = checkpoint.read_checkpoint(final_path)
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, last, again)))
     # The restored policy is the trained one: no relearning from scratch.
     assert resumed.success_rate >= 0.3, resumed
@@ -77,7 +78,7 @@ def test_student_distils_the_teacher(teacher_run, student_run):
     config.dagger.update(num_timesteps=100_000, num_evals=3)
     config.eval.num_episodes = 128
     config = student_train.bind_teacher(config, str(teacher_run), "ap2ap_wrench")
-    result = student_train.train_student(config, str(student_run), progress=False)
+    result = train_student(config, str(student_run), progress=False)
     teacher_success = result["teacher"]["success_rate"]
     assert teacher_success >= 0.3, result
     # An untrained student never holds a goal (measured success 0.0 at step 0).
@@ -91,7 +92,8 @@ def exported_student(student_run, tmp_path_factory):
     if not (student_run / "eval.json").exists():
         pytest.skip("needs test_student_distils_the_teacher's student")
     path = tmp_path_factory.mktemp("onnx") / "student.onnx"
-    export.export_policy(str(student_run), str(path))
+    config = run_dir.read_run_config(str(student_run))
+    export.export_policy(str(student_run), str(path), envs_of(config)[1])
     return path
 
 
@@ -100,9 +102,9 @@ def test_exported_student_on_native_mujoco(student_run, exported_student):
     """Sim-to-sim: the exported student, through the deploy runtime (onnxruntime, simulated
     camera visibility instead of the training masks) on native MuJoCo, succeeds on the MJX
     evaluation's own episodes within 10 points of its MJX success rate."""
-    config = train.read_run_config(str(student_run))
+    config = run_dir.read_run_config(str(student_run))
     mjx_success = json.loads((student_run / "eval.json").read_text())["student"]["success_rate"]
-    env = train.make_env(config, evaluation=True)
+    env = envs_of(config)[1]
     episodes = sim2sim.evaluate_native(OnnxPolicy(str(exported_student)), env,
                                          config.eval.num_episodes, config.eval.seed,
                                          config.dagger.episode_length)

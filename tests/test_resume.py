@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from dex4d_jax.experiments.configs import teacher
-from dex4d_jax.teacher import ppo_loop, train
+from dex4d_jax.teacher import ppo
+from dex4d_jax.training import checkpoint, loop, policies, run_dir
 
-from helpers import run_cli
+from helpers import envs_of, run_cli, train_teacher
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE = os.environ.get("DEX4D_JAX_CACHE", os.path.join(_ROOT, ".jax_cache"))
@@ -29,7 +30,7 @@ from dex4d_jax.experiments.configs import teacher
 
 def tiny_config(epochs=12, learning_rate=3e-4):
     c = teacher.get_config("quick")
-    c.env.overrides = {"num_objects": 2}
+    c.env.num_objects = 2
     c.network.update(policy_hidden=(32,), value_hidden=(32,), point_hidden=(16,))
     c.ppo.update(num_envs=16, unroll_length=4, batch_size=16, num_minibatches=4,
                  num_updates_per_batch=2, num_timesteps=epochs * 512, num_evals=epochs + 1,
@@ -54,7 +55,7 @@ def _python(script: str) -> list[str]:
 
 
 def _tree(path):
-    return ppo_loop.read_checkpoint(path)
+    return checkpoint.read_checkpoint(path)
 
 
 def _assert_same(path_a, path_b):
@@ -68,7 +69,7 @@ def _assert_same(path_a, path_b):
 def reference(tmp_path_factory):
     """An uninterrupted 12-epoch tiny run."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    train.train_teacher(tiny_config(), str(out), progress=False, log=lambda _: None)
+    train_teacher(tiny_config(), str(out), progress=False, log=lambda _: None)
     return out
 
 
@@ -78,12 +79,15 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
     log = open(tmp_path / "killed.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         _python(f"""
+            from dex4d_jax import envs
             from dex4d_jax.teacher import train
-            train.train_teacher(tiny_config(), {str(out)!r}, progress=False)
+            c = tiny_config()
+            train.train_teacher(c, {str(out)!r}, envs.from_run_config(c),
+                                envs.from_run_config(c, evaluation=True), progress=False)
         """), cwd=_ROOT, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if [s for s, _ in train.list_checkpoints(str(out)) if s > 0]:
+        if [s for s, _ in run_dir.list_checkpoints(str(out)) if s > 0]:
             break
         time.sleep(0.02)
     assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-2000:]
@@ -93,13 +97,13 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
 
     # Only complete checkpoints are listed, and each is a readable full state.
     root = out / "checkpoints"
-    listed = train.list_checkpoints(str(out))
+    listed = run_dir.list_checkpoints(str(out))
     killed_at = listed[-1][0]
     assert 0 < killed_at < 12 * 512
     for _, path in listed:
-        assert ppo_loop.read_meta(path)["step"] == int(os.path.basename(path))
+        assert checkpoint.read_meta(path)["step"] == int(os.path.basename(path))
     (root / "000000099999.orbax-checkpoint-tmp-1234").mkdir()  # as a SIGKILL mid-save leaves
-    assert [s for s, _ in train.list_checkpoints(str(out))] == [s for s, _ in listed]
+    assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [s for s, _ in listed]
 
     resumed = subprocess.run(
         [sys.executable, "-m", "dex4d_jax.experiments.cli", "train", "teacher", "--resume",
@@ -107,7 +111,7 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
         cwd=_ROOT, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Resuming {out} at step {killed_at:,}" in resumed.stdout
-    assert not [n for n in os.listdir(root) if ppo_loop.TMP_MARKER in n]  # stale tmp cleaned
+    assert not [n for n in os.listdir(root) if checkpoint.TMP_MARKER in n]  # stale tmp cleaned
 
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [line["step"] for line in lines]
@@ -118,9 +122,9 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
     assert before and before == list(range(0, len(before) * 512, 512))
     # Optimizer moments, adaptive learning rate, key, normaliser and params were all restored:
     # every checkpoint after the restore is bitwise the uninterrupted run's.
-    expected = train.list_checkpoints(str(reference))
-    assert [s for s, _ in train.list_checkpoints(str(out))] == [s for s, _ in expected]
-    for (_, path), (_, ref) in zip(train.list_checkpoints(str(out)), expected, strict=True):
+    expected = run_dir.list_checkpoints(str(reference))
+    assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [s for s, _ in expected]
+    for (_, path), (_, ref) in zip(run_dir.list_checkpoints(str(out)), expected, strict=True):
         _assert_same(path, ref)
     assert json.loads((out / "eval.json").read_text())["step"] == 12 * 512
 
@@ -128,27 +132,27 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
 @pytest.mark.slow
 def test_divergence_stops_without_saving_and_names_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    with pytest.raises(ppo_loop.TrainingDiverged) as err:
-        train.train_teacher(tiny_config(epochs=2, learning_rate=float("nan")), str(out),
+    with pytest.raises(loop.TrainingDiverged) as err:
+        train_teacher(tiny_config(epochs=2, learning_rate=float("nan")), str(out),
                             progress=False, log=lambda _: None)
     good = out / "checkpoints" / "000000000000"
     message = str(err.value)
     assert "diverged" in message and "training/total_loss" in message
     assert f"step 0 at {good}" in message and "--init-from" in message
-    assert [s for s, _ in train.list_checkpoints(str(out))] == [0]
+    assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [0]
     # The command line reports it as an error (resuming repeats the same NaN learning rate).
     code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(out),
                          "--no-progress")
     assert code == 2 and "dex4d: error: Training diverged" in text and str(good) in text
-    assert [s for s, _ in train.list_checkpoints(str(out))] == [0]
+    assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [0]
 
 
 @pytest.mark.slow
 def test_init_from_starts_a_new_run_with_the_source_params_and_a_fresh_optimizer(
         reference, tmp_path):
     out = tmp_path / "stage3"
-    source_step, source = train.list_checkpoints(str(reference))[-1]
-    train.train_teacher(tiny_config(epochs=1, learning_rate=1e-4), str(out), progress=False,
+    source_step, source = run_dir.list_checkpoints(str(reference))[-1]
+    train_teacher(tiny_config(epochs=1, learning_rate=1e-4), str(out), progress=False,
                         log=lambda _: None, init_from=str(reference))
     config = json.loads((out / "config.json").read_text())
     assert config["init_from"] == {"path": source, "step": source_step}
@@ -156,25 +160,25 @@ def test_init_from_starts_a_new_run_with_the_source_params_and_a_fresh_optimizer
     same = jax.tree.map(np.array_equal, {k: start[k] for k in ("params", "normalizer")},
                         {k: src[k] for k in ("params", "normalizer")})
     assert all(jax.tree.leaves(same))
-    fresh = ppo_loop.PPOLoop(train.make_env(tiny_config()), train.network_factory(
-        tiny_config())(*_sizes()), tiny_config(learning_rate=1e-4).ppo).init_state(0)
+    fresh = ppo.PPO(envs_of(tiny_config())[0], policies.teacher_networks(
+        tiny_config(), *_sizes()), tiny_config(learning_rate=1e-4).ppo).init_state(0)
     for saved, new in zip(start["optimizer"], jax.tree.leaves(fresh.training.optimizer_state),
                           strict=True):
         np.testing.assert_array_equal(saved, new)  # Adam count 0, zero moments, lr 1e-4
-    assert [s for s, _ in train.list_checkpoints(str(out))] == [0, 512]
+    assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [0, 512]
 
     # A checkpoint of other networks, or no checkpoint at all, is a clear error.
     other = tiny_config()
     other.network.policy_hidden = (48,)
-    with pytest.raises(ppo_loop.CheckpointError, match=source):
-        train.train_teacher(other, str(tmp_path / "bad"), progress=False, init_from=source)
+    with pytest.raises(checkpoint.CheckpointError, match=source):
+        train_teacher(other, str(tmp_path / "bad"), progress=False, init_from=source)
     with pytest.raises(FileNotFoundError, match="nothing-here"):
-        train.train_teacher(tiny_config(), str(tmp_path / "bad2"), progress=False,
+        train_teacher(tiny_config(), str(tmp_path / "bad2"), progress=False,
                             init_from=str(tmp_path / "nothing-here"))
 
 
 def _sizes():
-    env = train.make_env(tiny_config())
+    env = envs_of(tiny_config())[0]
     return env.observation_size, env.action_size
 
 
@@ -184,14 +188,16 @@ def test_two_devices_compute_what_one_device_does():
     # minibatch), one epoch on 2 devices is the 1-device epoch up to float32 reduction order.
     script = """
         import numpy as np
-        from dex4d_jax.teacher import ppo_loop, train
+        from dex4d_jax import envs
+        from dex4d_jax.teacher import ppo
+        from dex4d_jax.training import policies
         assert jax.local_device_count() == 2
         c = tiny_config(epochs=1)
         c.ppo.normalize_advantage = False
-        env = train.make_env(c)
-        net = train.network_factory(c)(env.observation_size, env.action_size)
-        start = ppo_loop.PPOLoop(env, net, c.ppo).init_state(0)
-        ends = [ppo_loop.PPOLoop(env, net, c.ppo, max_devices=d).run_epoch(start)[0]
+        env = envs.from_run_config(c)
+        net = policies.teacher_networks(c, env.observation_size, env.action_size)
+        start = ppo.PPO(env, net, c.ppo).init_state(0)
+        ends = [ppo.PPO(env, net, c.ppo, max_devices=d).run_epoch(start)[0]
                 for d in (1, 2)]
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
             jax.tree.leaves(ends[0].training.params), jax.tree.leaves(ends[1].training.params)))

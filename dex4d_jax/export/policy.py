@@ -26,10 +26,9 @@ import onnx
 
 from dex4d_jax import contract
 from dex4d_jax.export import onnx_graph
-from dex4d_jax.student import dagger
-from dex4d_jax.student import train as student_train
-from dex4d_jax.teacher import ppo_loop
-from dex4d_jax.teacher import train as teacher_train
+from dex4d_jax.student.policy import StudentInputs, make_policy, make_student
+from dex4d_jax.training import checkpoint, policies, run_dir
+
 
 def _numpy_tree(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), jax.device_get(tree))
@@ -64,28 +63,28 @@ class LoadedPolicy:
       apply: `(inputs dict of numpy arrays) -> outputs dict`, jitted JAX, the reference.
     """
 
-    def __init__(self, path: str):
-        step, checkpoint = teacher_train.resolve_checkpoint(path)
-        run_dir = os.path.dirname(os.path.dirname(checkpoint))
-        config = teacher_train.read_run_config(run_dir)
-        self.step, self.checkpoint, self.config = step, checkpoint, config
-        self.env = teacher_train.make_env(config, evaluation=True)
+    def __init__(self, path: str, env):  # env: the run's environment, built by the caller
+        step, ckpt = run_dir.resolve_checkpoint(path)
+        folder = run_dir.run_of(ckpt)
+        config = run_dir.read_run_config(folder)
+        self.step, self.checkpoint, self.config = step, ckpt, config
+        self.env = env
         if "dagger" in config:
             self._load_student()
         elif "ppo" in config:
             self._load_teacher()
         else:
-            raise teacher_train.RunDirError(f"{run_dir}/config.json is neither a teacher's nor "
-                                            "a student's run.")
+            raise run_dir.RunDirError(f"{folder}/config.json is neither a teacher's nor a "
+                                      "student's run.")
 
     def _load_student(self):
         env, config = self.env, self.config
-        policy = student_train.make_policy(config, env)
+        policy = make_policy(config, env)
         obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape), obs)
         template = policy.init(jax.random.PRNGKey(0), zeros)
-        self.params = dagger.load_student_params(self.checkpoint)
-        ppo_loop.check_fits(template, self.params, "student parameters", self.checkpoint)
+        self.params = policies.load_student_params(self.checkpoint)
+        checkpoint.check_fits(template, self.params, "student parameters", self.checkpoint)
         layout = env.student_layout
         qpos, qvel, last, _ = layout.split(zeros)
         self.kind = contract.STUDENT_CONTRACT
@@ -94,7 +93,7 @@ class LoadedPolicy:
 
         @jax.jit
         def apply(params, x):
-            out = policy.apply(params, dagger.StudentInputs(
+            out = policy.apply(params, StudentInputs(
                 x["joint_pos"], x["joint_vel"], x["last_action"], x["paired_points"],
                 x["point_mask"]))
             return {"action": jnp.clip(out["action"], -1.0, 1.0),
@@ -104,7 +103,8 @@ class LoadedPolicy:
 
     def _load_teacher(self):
         env, config = self.env, self.config
-        policy_fn, params, _, _, _ = teacher_train.load_policy(self.checkpoint, env)
+        policy_fn, params, _, _, _ = policies.load_teacher_policy(
+            self.checkpoint, env.observation_size, env.action_size)
         self.params = params[1]
         self.kind = contract.TEACHER_CONTRACT
         obs_key = config.network.policy_obs_key
@@ -120,6 +120,11 @@ class LoadedPolicy:
             return {"action": np.clip(jax.device_get(jitted(params, obs)), -1.0, 1.0)}
 
         self.apply = apply
+
+    @property
+    def env_settings(self) -> dict:
+        """The run's environment settings (its config's `env` section without the name)."""
+        return {k: v for k, v in self.config.env.to_dict().items() if k != "name"}
 
     def random_inputs(self, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
         """Random inputs of this policy's contract."""
@@ -138,19 +143,19 @@ class LoadedPolicy:
             mirror (checked on the network the run's config builds).
         """
         meta = contract.metadata(self.kind, self.config.env.name,
-                                 self.config.env.overrides.to_dict(), self.env.deploy_info,
+                                 self.env_settings, self.env.deploy_info,
                                  self.sizes, self.env.config.to_dict(), self.checkpoint,
                                  self.step)
         params = _numpy_tree(self.params)
         key = jax.random.PRNGKey(0)
         if self.kind == contract.STUDENT_CONTRACT:
-            network = dagger.make_student(self.config.network, self.env.action_size)
+            network = make_student(self.config.network, self.env.action_size)
             inputs = random_student_inputs(self.sizes, 1).values()
             onnx_graph.check_mirrors(lambda: network.init(key, *inputs))
             return onnx_graph.student_model(params, self.config.network.to_dict(), self.sizes,
                                             meta)
-        networks = teacher_train.network_factory(self.config)(self.env.observation_size,
-                                                              self.env.action_size)
+        networks = policies.teacher_networks(self.config, self.env.observation_size,
+                                             self.env.action_size)
         onnx_graph.check_mirrors(lambda: networks.policy_network.init(key))
         meta["dex4d.observation_key"] = self.obs_key
         return onnx_graph.teacher_model(params, self.config.network.to_dict(),
@@ -170,8 +175,16 @@ def max_difference(session, policy: LoadedPolicy, batch: int, seed: int) -> floa
     return max(float(np.max(np.abs(got[k] - np.asarray(want[k])), initial=0.0)) for k in want)
 
 
-def export_policy(path: str, out: str, tolerance: float = 1e-4, log=print) -> dict:
+def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print) -> dict:
     """Exports the policy of a run or checkpoint folder to the ONNX file `out`.
+
+    Args:
+      path: a student or teacher run (its latest checkpoint) or checkpoint folder.
+      out: the .onnx file to write.
+      env: the run's environment (the evaluation environment of its config's `env` section);
+        it gives the input sizes, the student's input layout and what a deployment needs.
+      tolerance: largest accepted |ONNX - JAX| on random inputs.
+      log: where to print the summary.
 
     Returns {"contract", "step", "checkpoint", "max_difference", "out"}. Raises
     ExportMismatchError (nothing written) when onnxruntime and JAX differ by more than
@@ -179,7 +192,7 @@ def export_policy(path: str, out: str, tolerance: float = 1e-4, log=print) -> di
     """
     import onnxruntime as ort  # noqa: PLC0415
 
-    policy = LoadedPolicy(path)
+    policy = LoadedPolicy(path, env)
     model = policy.onnx_model()
     data = model.SerializeToString()
     options = ort.SessionOptions()

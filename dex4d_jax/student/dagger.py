@@ -22,7 +22,7 @@ environment, the steps of its own permutation's `j`-th block; the losses are sum
 device's share divided by the global count, and gradients are summed across devices. One
 device and several therefore compute the same update up to float rounding.
 
-Like the teacher's loop (ppo_loop.py), environments are reset at the start of each epoch from
+Like the teacher's PPO (teacher/ppo.py), environments are reset at the start of each epoch from
 that epoch's key, and the state between epochs (student parameters, Adam state, PRNG key,
 step) is on the host and saved whole, so a resumed run is bitwise the uninterrupted one.
 
@@ -34,8 +34,6 @@ one pass per batch they are held-out figures for the student that collected the 
 from __future__ import annotations
 
 import functools
-import math
-import time
 from typing import Any, NamedTuple
 
 import flax
@@ -46,22 +44,11 @@ import optax
 from ml_collections import config_dict
 
 from dex4d_jax import wrappers
-from dex4d_jax.networks.student import StudentNetwork
-from dex4d_jax.student import masking
-from dex4d_jax.teacher import ppo_loop
+from dex4d_jax.student.policy import StudentInputs, StudentPolicy
+from dex4d_jax.training import checkpoint, loop
+from dex4d_jax.training.loop import AXIS, LoopState
 
-AXIS = ppo_loop.AXIS
-FORMAT = "dex4d-dagger/1"
-
-
-class StudentInputs(NamedTuple):
-    """One step of the student's observation (batched over environments)."""
-
-    qpos: jax.Array
-    qvel: jax.Array
-    last_action: jax.Array
-    points: jax.Array  # [..., K, 6] masked paired points, noisy current ; exact target
-    visible: jax.Array  # [..., K] bool
+FORMAT = checkpoint.DAGGER_FORMAT
 
 
 class Sample(NamedTuple):
@@ -74,79 +61,16 @@ class Sample(NamedTuple):
     valid: jax.Array  # 1 where the next state belongs to the same episode
 
 
+def _per_env(key: jax.Array, env_ids: jax.Array) -> jax.Array:
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, env_ids)
+
+
 @flax.struct.dataclass
 class StudentTrainingState:
     """The learner's state (one device's copy)."""
 
     optimizer_state: Any
     params: Any
-
-
-def masking_config(config: config_dict.ConfigDict) -> masking.MaskingConfig:
-    """The MaskingConfig of a config's `masking` section."""
-    return masking.MaskingConfig(**config.to_dict())
-
-
-def make_student(network: config_dict.ConfigDict, action_size: int) -> StudentNetwork:
-    """The student network of a config's `network` section."""
-    return StudentNetwork(action_size=action_size, **network.to_dict())
-
-
-def _per_env(key: jax.Array, env_ids: jax.Array) -> jax.Array:
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, env_ids)
-
-
-class StudentPolicy:
-    """The student as it acts: masking of the environment's observation, then the network.
-
-    Args:
-      layout: the environment's `student_layout`.
-      network: the StudentNetwork.
-      mask: MaskingConfig.
-    """
-
-    def __init__(self, layout, network: StudentNetwork, mask: masking.MaskingConfig):
-        self.layout, self.network, self.mask = layout, network, mask
-        if layout.num_points < mask.num_keep:
-            raise ValueError(f"The environment gives {layout.num_points} points; the mask keeps "
-                             f"{mask.num_keep}.")
-
-    def episode_indices(self, obs, keys: jax.Array) -> jax.Array:
-        """Per-episode plane masks [B, K] from the first observation and one key per episode."""
-        paired = self.layout.split(obs)[3]
-        return jax.vmap(functools.partial(masking.plane_mask_indices,
-                                          num_keep=self.mask.num_keep))(keys, paired[..., :3])
-
-    def inputs(self, obs, indices: jax.Array, keys: jax.Array) -> StudentInputs:
-        """The masked student inputs of a batched observation, one key per environment."""
-        qpos, qvel, last_action, paired = self.layout.split(obs)
-        points, visible = jax.vmap(functools.partial(masking.mask_paired_points,
-                                                     config=self.mask))(keys, paired, indices)
-        return StudentInputs(qpos, qvel, last_action, points, visible)
-
-    def apply(self, params, inputs: StudentInputs) -> dict[str, jax.Array]:
-        """The network's outputs (action unclipped, next joint angles and velocities)."""
-        return self.network.apply(params, *inputs)
-
-    def act(self, params, inputs: StudentInputs) -> jax.Array:
-        """The action sent to the environment: the action head clipped to [-1, 1]."""
-        return jnp.clip(self.apply(params, inputs)["action"], -1.0, 1.0)
-
-    def init(self, key: jax.Array, obs) -> Any:
-        """Fresh network parameters for an (unbatched or batched) observation."""
-        qpos, qvel, last_action, paired = self.layout.split(obs)
-        k = self.mask.num_keep
-        points = paired[..., :k, :]
-        return self.network.init(key, qpos, qvel, last_action, points,
-                                 jnp.ones(points.shape[:-1], bool))
-
-    # Evaluation (evaluate.make_rollout's stateful-policy interface).
-
-    def rollout_init(self, params, obs, keys):
-        return self.episode_indices(obs, keys)
-
-    def rollout_act(self, params, obs, indices, keys):
-        return self.act(params, self.inputs(obs, indices, keys)), indices
 
 
 def _l1(pred, target, weight=None):
@@ -157,7 +81,7 @@ def _l1(pred, target, weight=None):
     return jnp.sum(err * weight[..., None]), jnp.sum(weight) * err.shape[-1]
 
 
-class DaggerLoop:
+class DAgger:
     """DAgger on all local devices.
 
     Args:
@@ -180,26 +104,17 @@ class DaggerLoop:
             raise ValueError(f"unroll_length ({t}) must be a multiple of num_minibatches ({m}): "
                              "each minibatch takes unroll_length / num_minibatches steps of "
                              "every environment.")
-        self.schedule = ppo_loop.Schedule.make(n * t, dagger.num_timesteps, dagger.num_evals)
-        self.local_devices = jax.local_devices()[:max_devices]
-        local = len(self.local_devices)
-        self.device_count = local * jax.process_count()
-        if n % self.device_count:
-            raise ValueError(f"num_envs ({n}) must be a multiple of the {self.device_count} "
-                             "devices.")
-        self.envs_per_device = n // self.device_count
-        first = jax.process_index() * local * self.envs_per_device
-        self._env_ids = (first + np.arange(local * self.envs_per_device, dtype=np.int32)
-                         ).reshape(local, self.envs_per_device)
+        self.schedule = loop.Schedule.make(n * t, dagger.num_timesteps, dagger.num_evals)
+        self.layout = loop.DeviceLayout(n, max_devices)
+        self.envs_per_device = self.layout.envs_per_device
         adam = optax.adam(dagger.learning_rate)
         self.optimizer = (adam if dagger.max_grad_norm is None else
                           optax.chain(optax.clip_by_global_norm(dagger.max_grad_norm), adam))
-        self._epoch = jax.pmap(self._epoch_fn, axis_name=AXIS,
-                               in_axes=(0, None, None, None, 0), devices=self.local_devices)
+        self._epoch = self.layout.pmap(self._epoch_fn, num_inputs=2)
 
     # -- state ------------------------------------------------------------------------------
 
-    def init_state(self, seed: int) -> ppo_loop.LoopState:
+    def init_state(self, seed: int) -> LoopState:
         """Fresh student parameters and Adam state from `seed`, at step 0."""
         key_init, key = jax.random.split(jax.random.PRNGKey(seed))
         obs = jax.eval_shape(self._raw_env.reset, jax.random.PRNGKey(0)).obs
@@ -207,7 +122,7 @@ class DaggerLoop:
         params = self.policy.init(key_init, obs)
         training = StudentTrainingState(optimizer_state=self.optimizer.init(params),
                                         params=params)
-        return ppo_loop.LoopState(ppo_loop.host(training), np.asarray(key), 0)
+        return LoopState(loop.host(training), np.asarray(key), 0)
 
     # -- one epoch --------------------------------------------------------------------------
 
@@ -307,62 +222,44 @@ class DaggerLoop:
         (training, *_), metrics = jax.lax.scan(
             functools.partial(self._iteration, teacher_params=teacher_params, env_ids=env_ids),
             carry, None, length=self.schedule.iterations_per_epoch)
-        metrics = {k: ppo_loop.across_devices(k, jnp.mean(v)) for k, v in metrics.items()}
-        finite = jnp.logical_and(ppo_loop.all_finite(training), ppo_loop.all_finite(metrics))
+        metrics, finite = loop.epoch_summary(training, metrics)
         return training, metrics, finite
 
-    def run_epoch(self, state: ppo_loop.LoopState, teacher_params
-                  ) -> tuple[ppo_loop.LoopState, dict[str, float], bool]:
+    def run_epoch(self, state: LoopState, teacher_params
+                  ) -> tuple[LoopState, dict[str, float], bool]:
         """One epoch from `state`: (next state, `training/...` metrics, all values finite)."""
-        key, epoch_key = jax.random.split(jnp.asarray(state.key))
-        local = len(self.local_devices)
-        replicated = jax.tree.map(lambda x: np.broadcast_to(x, (local,) + x.shape),
-                                  state.training)
-        start = time.time()
-        training, metrics, finite = self._epoch(replicated, epoch_key,
-                                                np.int32(state.env_steps), teacher_params,
-                                                self._env_ids)
-        metrics = {k: float(v) for k, v in ppo_loop.unreplicate(metrics).items()}
-        seconds = time.time() - start
-        finite = bool(np.all(np.asarray(finite))) and all(map(math.isfinite, metrics.values()))
-        metrics = {"training/sps": self.schedule.steps_per_epoch / seconds,
-                   **{f"training/{k}": v for k, v in metrics.items()}}
-        steps = state.env_steps + self.schedule.steps_per_epoch
-        return (ppo_loop.LoopState(ppo_loop.unreplicate(training), np.asarray(key), steps),
-                metrics, finite)
+        return loop.run_epoch(self._epoch, self.layout, state, self.schedule.steps_per_epoch,
+                              np.int32(state.env_steps), teacher_params)
 
 
 # -- checkpoints ------------------------------------------------------------------------------
 #
-# checkpoints/<step, 12 digits>/   as the teacher's (ppo_loop.py), format "dex4d-dagger/1":
-#   state/params                    the student's Flax parameters
-#   state/optimizer                 the optax state's leaves, in tree order
-#   state/key                       the PRNG key of the next epoch
-#   meta/                           JSON: format, step, epoch, optimizer tree description
+# The format of training/checkpoint.py, "dex4d-dagger/1", with the state tree
+#   params      the student's Flax parameters
+#   optimizer   the optax state's leaves, in tree order
+#   key         the PRNG key of the next epoch
+# (training/policies.load_student_params reads the parameters without this module.)
 
 
-def save_checkpoint(root: str, state: ppo_loop.LoopState, epoch: int) -> str:
+def save_checkpoint(root: str, state: LoopState, epoch: int) -> str:
     """Writes the whole DAgger state to `root/<step>` atomically; returns the path."""
     t = state.training
     tree = {"params": t.params, "optimizer": jax.tree.leaves(t.optimizer_state),
             "key": state.key}
-    return ppo_loop.write_checkpoint(root, state.env_steps, tree, t.optimizer_state, epoch,
-                                     FORMAT)
+    return checkpoint.write_checkpoint(root, state.env_steps, tree, t.optimizer_state, epoch,
+                                       FORMAT)
 
 
-def load_student_params(path: str):
-    """The student parameters of a checkpoint (for evaluation and export)."""
-    return ppo_loop.read_checkpoint(path, FORMAT)[0]["params"]
+def restore_checkpoint(path: str, template: LoopState) -> LoopState:
+    """The full DAgger state saved at `path`, in the structure of `template` (a fresh state).
 
-
-def restore_checkpoint(path: str, template: ppo_loop.LoopState) -> ppo_loop.LoopState:
-    """The full DAgger state saved at `path`, in the structure of `template` (a fresh state)."""
-    tree, meta = ppo_loop.read_checkpoint(path, FORMAT)
+    Raises checkpoint.CheckpointError when the saved state does not fit the template.
+    """
+    tree, meta = checkpoint.read_checkpoint(path, FORMAT)
     t = template.training
     params = tree["params"]
-    ppo_loop.check_fits(t.params, params, "student parameters", path)
-    optimizer_state = ppo_loop.restore_optimizer(t.optimizer_state, tree["optimizer"], meta,
-                                                 path)
+    checkpoint.check_fits(t.params, params, "student parameters", path)
+    optimizer_state = checkpoint.restore_optimizer(t.optimizer_state, tree["optimizer"], meta,
+                                                   path)
     training = StudentTrainingState(optimizer_state=optimizer_state, params=params)
-    return ppo_loop.LoopState(training, np.asarray(tree["key"], dtype=np.uint32),
-                              int(meta["step"]))
+    return LoopState(training, np.asarray(tree["key"], dtype=np.uint32), int(meta["step"]))

@@ -10,8 +10,8 @@ how far the student gets: with one pass per batch, 600k environment steps (1,172
 reached 34% success; with four passes, 100k steps (780 Adam steps) reached 100%
 (docs/benchmarks.md). `smoke` runs the pipeline on any environment in minutes.
 
-The environment (name and overrides) and the episode length always come from the teacher's
-run, so the student is trained on the task its teacher solved.
+The environment (its name and all its settings) and the episode length always come from the
+teacher's run, so the student is trained on the task its teacher solved.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def get_config(preset: str = "quick", arch: str = "transformer", world_model: bo
     config = config_dict.create(
         # Filled from the teacher's run when training starts.
         teacher=config_dict.create(path="", step=-1),
-        env=config_dict.create(name="", overrides=config_dict.create()),
+        env=config_dict.create(name=""),
         network=config_dict.create(width=128, num_layers=4, num_heads=4,
                                    point_hidden=(128, 128), arch=arch, encoder=encoder),
         masking=config_dict.create(num_keep=64, variant=masking, hide_above=0.9,
@@ -57,7 +57,7 @@ def get_config(preset: str = "quick", arch: str = "transformer", world_model: bo
             num_minibatches=1,
             num_updates_per_batch=1,
             learning_rate=1e-4,
-            max_grad_norm=None,
+            max_grad_norm=config_dict.placeholder(float),  # None: no clipping
             world_model_weight=1.0 if world_model else 0.0,
             # Probability of executing the teacher's action, decaying to 0 over the first
             # `beta_decay` of the run; 0 (the authors' code): the student always acts.

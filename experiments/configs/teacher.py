@@ -7,13 +7,20 @@ privileged state, and fewer environments. `smoke` runs the whole pipeline (envir
 iterations, checkpoints, evaluation) on a CPU in minutes and learns nothing worth keeping.
 
 On `ap2ap` (the robot), `stage` selects a column of Table IV: the environment's settings
-(envs/ap2ap.py STAGES), the learning rate and, under `paper`, the stage's PPO iterations.
-Stage 3 starts from the stage-2 checkpoint (`dex4d train teacher --stage 3 --init-from RUN`).
+(envs/ap2ap.py STAGES, written into the config's `env` section), the learning rate and, under
+`paper`, the stage's PPO iterations. Stage 3 starts from the stage-2 checkpoint
+(`dex4d train teacher --stage 3 --init-from RUN`).
+
+A run's config is one ConfigDict: `env` (the environment's name and all its settings),
+`network`, `ppo`, `eval` (and `stage` on ap2ap). Every field can be changed from the command
+line with `--set SECTION.KEY=VALUE` (experiments/configs/__init__.py).
 """
 
 from __future__ import annotations
 
 from ml_collections import config_dict
+
+from dex4d_jax import envs
 
 PRESETS = ("quick", "paper", "smoke")
 STAGES = (1, 2, 3)
@@ -24,7 +31,6 @@ STAGE_ITERATIONS = {1: 15_000, 2: 10_000, 3: 25_000}
 
 def _base() -> config_dict.ConfigDict:
     return config_dict.create(
-        env=config_dict.create(name="ap2ap_wrench", overrides=config_dict.create()),
         network=config_dict.create(
             encoder="paired",
             num_points=128,
@@ -85,7 +91,7 @@ def get_config(preset: str, env: str = "ap2ap_wrench", stage: int | None = None
     if stage is not None and stage not in STAGES:
         raise ValueError(f"Unknown stage {stage!r}; valid: 1, 2, 3")
     config = _base()
-    config.env.name = env
+    config.env = envs.run_env_config(env)
     if preset in ("quick", "smoke"):
         config.network.policy_hidden = (256, 256, 128)
         config.network.value_hidden = (256, 256, 128)
@@ -125,19 +131,13 @@ def get_config(preset: str, env: str = "ap2ap_wrench", stage: int | None = None
         from dex4d_jax.envs import ap2ap  # noqa: PLC0415 (builds nothing; just the tables)
 
         config.stage = stage
-        overrides = {}
-        for key, value in ap2ap.STAGES[stage].items():
-            if isinstance(value, dict):  # nested entries as envs.load's double-underscore keys
-                overrides.update({f"{key}__{k}": v for k, v in value.items()})
-            else:
-                overrides[key] = value
-        config.env.overrides = overrides
+        config.env.update(ap2ap.STAGES[stage])
         config.ppo.learning_rate = STAGE_LEARNING_RATE[stage]
         # The robot's observation has no separate privileged part: the teacher's actor and
         # critic both see the full state ("symmetric", as the authors' code).
         config.network.value_obs_key = "state"
         if preset == "smoke":
-            config.env.overrides["num_objects"] = 16
+            config.env.num_objects = 16
         if preset == "paper":
             # Every epoch (checkpoint + evaluation) starts from fresh resets, so an episode
             # running at its end is cut short: 50 epochs give each environment about 6

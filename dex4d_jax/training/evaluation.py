@@ -1,4 +1,4 @@
-"""Deterministic evaluation of a policy on freshly sampled episodes of an environment."""
+"""Deterministic evaluation of a policy (teacher or student) on freshly sampled episodes."""
 
 from __future__ import annotations
 

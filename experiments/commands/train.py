@@ -1,0 +1,219 @@
+"""`dex4d train teacher|student`: build the run's config and environments, train, print."""
+
+from __future__ import annotations
+
+import argparse
+
+from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+
+# Flags that are shorthands for config fields: flag dest -> dotted path.
+TEACHER_SHORTHANDS = {"encoder": "network.encoder", "pooling": "network.pooling",
+                      "seed": "ppo.seed", "steps": "ppo.num_timesteps",
+                      "learning_rate": "ppo.learning_rate"}
+STUDENT_SHORTHANDS = {"arch": "network.arch", "encoder": "network.encoder",
+                      "masking": "masking.variant", "beta": "dagger.beta", "seed": "dagger.seed",
+                      "steps": "dagger.num_timesteps"}
+_SET_HELP = ("change any config field, e.g. --set {example}; repeat for several (the keys are "
+             "those of the run's config.json)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train teacher` and `train student` subcommands."""
+    from dex4d_jax.envs import ALL_ENVS  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import student, teacher  # noqa: PLC0415
+
+    from dex4d_jax.networks.point_encoders import ENCODERS, POOLINGS  # noqa: PLC0415
+    from dex4d_jax.networks.student import ARCHS  # noqa: PLC0415
+    from dex4d_jax.student.masking import VARIANTS  # noqa: PLC0415
+
+    sub = parser.add_subparsers(dest="policy", required=True)
+    t = sub.add_parser("teacher", help="train a privileged teacher with PPO")
+    t.add_argument("--env", choices=ALL_ENVS, default="ap2ap_wrench", help="the task")
+    t.add_argument("--encoder", choices=ENCODERS, default="paired",
+                   help="point encoder (network.encoder)")
+    t.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="point pooling (network.pooling; default: the preset's, mean_max)")
+    t.add_argument("--preset", choices=teacher.PRESETS, default="quick",
+                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
+                        "(4096 envs, GPU); smoke: the whole pipeline on a CPU in minutes")
+    t.add_argument("--stage", type=int, choices=teacher.STAGES, default=None,
+                   help="curriculum stage of Table IV on --env ap2ap (default 1); stage 3 "
+                        "starts from the stage-2 run: --init-from RUN")
+    t.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--seed", type=int, default=None, help="PPO seed (ppo.seed; default: 0)")
+    t.add_argument("--steps", type=int, default=None,
+                   help="environment steps (ppo.num_timesteps; default: the preset's)")
+    t.add_argument("--learning-rate", type=float, default=None,
+                   help="PPO learning rate, the adaptive-KL schedule's start "
+                        "(ppo.learning_rate; default: the preset's)")
+    t.add_argument("--init-from", metavar="DIR", default=None,
+                   help="start a new run from the parameters of a run or checkpoint folder "
+                        "(fresh optimizer, step 0)")
+    t.add_argument("--set", dest="settings", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help=_SET_HELP.format(example="env.first_goal_max_angle=0.5"))
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("student", help="distil a teacher into the masked-point student "
+                                       "with DAgger")
+    s.add_argument("--teacher", metavar="DIR",
+                   help="teacher run or checkpoint folder (required for a new run)")
+    s.add_argument("--env", choices=ALL_ENVS, default=None,
+                   help="the environment the teacher was trained on (required for a new run)")
+    s.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
+    s.add_argument("--preset", choices=student.PRESETS, default="quick",
+                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
+                        "(3200 envs, 25k iterations, GPU); smoke: the pipeline in minutes")
+    s.add_argument("--arch", choices=ARCHS, default="transformer",
+                   help="network.arch; mlp: Table II 'w/o self-attention'")
+    s.add_argument("--no-world-model", action="store_true",
+                   help="Table II 'w/o world modeling': dagger.world_model_weight=0")
+    s.add_argument("--encoder", choices=ENCODERS, default="paired",
+                   help="point tokenizer (network.encoder; Table II: decoupled, mlp)")
+    s.add_argument("--masking", choices=tuple(VARIANTS), default="paper",
+                   help="height-mask quantile (masking.variant): paper U(0.2, 1.0) or the "
+                        "authors' code U(0, 0.8)")
+    s.add_argument("--beta", type=float, default=None,
+                   help="probability of executing the teacher's action, decaying to 0 over "
+                        "the first half of the run (dagger.beta; default 0: the student acts)")
+    s.add_argument("--seed", type=int, default=None, help="DAgger seed (dagger.seed; default 0)")
+    s.add_argument("--steps", type=int, default=None,
+                   help="environment steps (dagger.num_timesteps; default: the preset's)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    s.add_argument("--set", dest="settings", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help=_SET_HELP.format(example="dagger.learning_rate=3e-4"))
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _settings(args, shorthands: dict) -> dict:
+    """The named flags given (as config paths) followed by the --set assignments."""
+    from dex4d_jax.experiments.configs import parse_assignments  # noqa: PLC0415
+
+    given = {path: getattr(args, dest) for dest, path in shorthands.items()
+             if getattr(args, dest) is not None}
+    return {**given, **parse_assignments(args.settings)}
+
+
+def _ignored_on_resume(args, argv: list[str], names: set[str]) -> None:
+    used = [a for a in argv if a.split("=")[0] in names]
+    if used:
+        print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
+
+
+def _envs(config):
+    """The training and evaluation environments of a run config (the only place they are
+    built from a config for training).
+    """
+    from dex4d_jax import envs  # noqa: PLC0415
+
+    return envs.from_run_config(config), envs.from_run_config(config, evaluation=True)
+
+
+def _teacher_config(args, parser):
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
+
+    if args.stage is not None and args.env != "ap2ap":
+        parser.error("--stage selects a curriculum stage of --env ap2ap")
+    if args.steps is not None and args.steps <= 0:
+        parser.error("--steps must be positive")
+    config = teacher.get_config(args.preset, args.env, args.stage)
+    if args.stage == 3 and not args.init_from:
+        print("Note: the paper starts stage 3 from the stage-2 checkpoint "
+              "(--init-from RUN); this run starts from scratch.")
+    try:
+        return configs.apply_settings(config, _settings(args, TEACHER_SHORTHANDS))
+    except configs.SettingError as err:
+        parser.error(str(err))
+
+
+def _train_teacher(args, parser, argv: list[str]) -> int:
+    from dex4d_jax.teacher import train  # noqa: PLC0415
+    from dex4d_jax.training import checkpoint, loop, run_dir  # noqa: PLC0415
+
+    if args.resume and args.init_from:
+        parser.error("--init-from starts a new run; it cannot be combined with --resume")
+    config = None
+    enable_compilation_cache()
+    try:
+        if args.resume:
+            _ignored_on_resume(args, argv, {"--encoder", "--pooling", "--preset", "--seed",
+                                            "--steps", "--set", "--env", "--learning-rate",
+                                            "--stage"})
+            env, eval_env = _envs(run_dir.config_to_resume(args.out))
+        else:
+            config = _teacher_config(args, parser)
+            env, eval_env = _envs(config)
+        result = train.train_teacher(config, args.out, env, eval_env, resume=args.resume,
+                                     progress=not args.no_progress, init_from=args.init_from)
+    except (run_dir.RunDirError, FileNotFoundError, checkpoint.CheckpointError,
+            loop.TrainingDiverged, ValueError, KeyError, TypeError) as err:
+        return error(str(err).strip("'\""))
+    except KeyboardInterrupt:
+        return 130
+    print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
+          f"(first goal reached and held; {result.goals_reached:.2f} goals held per episode). "
+          f"Checkpoints in {args.out}/checkpoints")
+    return 0
+
+
+def _student_config(args, parser):
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+
+    from dex4d_jax.student import train  # noqa: PLC0415
+
+    if not args.teacher or not args.env:
+        parser.error("a new student run needs --teacher DIR and --env ENV")
+    if args.beta is not None and not 0.0 <= args.beta <= 1.0:
+        parser.error("--beta must be between 0 and 1")
+    if args.steps is not None and args.steps <= 0:
+        parser.error("--steps must be positive")
+    config = student.get_config(args.preset, world_model=not args.no_world_model)
+    try:
+        config = configs.apply_settings(config, _settings(args, STUDENT_SHORTHANDS),
+                                        frozen=("env", "teacher"))
+    except configs.SettingError as err:
+        parser.error(str(err))
+    return train.bind_teacher(config, args.teacher, args.env)
+
+
+def _train_student(args, parser, argv: list[str]) -> int:
+    from dex4d_jax.student import train  # noqa: PLC0415
+    from dex4d_jax.training import checkpoint, loop, run_dir  # noqa: PLC0415
+
+    config = None
+    enable_compilation_cache()
+    try:
+        if args.resume:
+            _ignored_on_resume(args, argv, {"--teacher", "--env", "--preset", "--arch",
+                                            "--no-world-model", "--encoder", "--masking",
+                                            "--beta", "--seed", "--steps", "--set"})
+            env, eval_env = _envs(run_dir.config_to_resume(args.out))
+        else:
+            config = _student_config(args, parser)
+            env, eval_env = _envs(config)
+        result = train.train_student(config, args.out, env, eval_env, resume=args.resume,
+                                     progress=not args.no_progress)
+    except (run_dir.RunDirError, FileNotFoundError, checkpoint.CheckpointError,
+            loop.TrainingDiverged, ValueError, KeyError, TypeError) as err:
+        return error(str(err).strip("'\""))
+    except KeyboardInterrupt:
+        return 130
+    s, t = result["student"], result["teacher"]
+    print(f"Student success rate {s['success_rate']:.3f} with masked points, teacher "
+          f"{t['success_rate']:.3f} with all points, on the same {s['num_episodes']} fresh "
+          f"episodes ({s['goals_reached']:.2f} vs {t['goals_reached']:.2f} goals held per "
+          f"episode). Checkpoints in {args.out}/checkpoints")
+    return 0
+
+
+def run(args, parser, argv: list[str]) -> int:
+    """Runs `dex4d train teacher|student`; returns the exit code."""
+    if args.policy == "teacher":
+        return _train_teacher(args, parser, argv)
+    return _train_student(args, parser, argv)
