@@ -143,7 +143,7 @@ def compile_object_model(
     slot_geoms: Sequence[str] = WRENCH_SLOT_GEOMS,
     slot_kinds: Sequence[str] = WRENCH_SLOT_KINDS,
     inertial: Inertial | None = None,
-    body: str = "object",
+    body: str = robot.OBJECT_BODY,
 ) -> mujoco.MjModel:
     """Compiles the scene holding one object.
 

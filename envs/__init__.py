@@ -39,32 +39,32 @@ def get_default_config(name: str) -> config_dict.ConfigDict:
     return _ENVS[name][1]()
 
 
-def _flat_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
+def leaf_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
+    """The dotted paths of every leaf of a (nested) ConfigDict."""
     keys = []
     for key, value in config.items():
         if isinstance(value, config_dict.ConfigDict):
-            keys += _flat_keys(value, f"{prefix}{key}.")
+            keys += leaf_keys(value, f"{prefix}{key}.")
         else:
             keys.append(f"{prefix}{key}")
     return keys
 
 
 def apply_overrides(config: config_dict.ConfigDict, overrides: dict[str, Any]):
-    """Returns a copy of `config` with `overrides` applied; unknown keys raise a KeyError."""
+    """A copy of `config` with `overrides` applied by ConfigDict's own flattened update.
+
+    Nested keys are dotted or double-underscored (`reward_weights__bonus`). Raises KeyError for
+    an unknown key (listing the valid ones) and TypeError for a value of the wrong type.
+    """
     config = config_dict.ConfigDict(config)
-    valid = _flat_keys(config)
+    valid = leaf_keys(config)
+    config.lock()
     for raw_key, value in overrides.items():
         key = raw_key.replace("__", ".")
         if key not in valid:
             raise KeyError(f"Unknown config key {raw_key!r}; valid: {', '.join(valid)}")
-        *parents, leaf = key.split(".")
-        node = config
-        for parent in parents:
-            node = node[parent]
-        old = node[leaf]
-        if isinstance(old, tuple) and not isinstance(value, tuple):
-            value = tuple(value)
-        node[leaf] = value
+        config.update_from_flattened_dict({key: value})
+    config.unlock()
     return config
 
 

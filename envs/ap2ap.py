@@ -302,7 +302,7 @@ class Ap2ap(base.MjxEnv):
                       for k, v in params.items()}
         return params
 
-    def model_for(self, info: dict) -> mjx.Model:
+    def episode_model(self, info: dict) -> mjx.Model:
         """The MJX model of one environment: its object and its randomized physics."""
         model = self._scene.model_for(self._mjx_model, info["object_id"])
         dr = info["randomization"]
@@ -357,7 +357,7 @@ class Ap2ap(base.MjxEnv):
             "step": jnp.zeros((), jnp.int32),
             "randomization": self._sample_randomization(key_dr),
         }
-        model = self.model_for(info)
+        model = self.episode_model(info)
         data = self._init_data.replace(qpos=qpos, qvel=jnp.zeros(self._mj_model.nv), ctrl=joints)
         # Kinematics only (no collision): the observation needs site poses, and velocities and
         # contact forces are zero at rest.
@@ -392,7 +392,7 @@ class Ap2ap(base.MjxEnv):
         noisy = jnp.clip(noisy, -1.0, 1.0)
         target = self._targets(info["target"], noisy)
 
-        model = self.model_for(info)
+        model = self.episode_model(info)
         data = state.pipeline_state.replace(ctrl=target)
         push = self._push_due(info["step"])
         data = data.replace(qvel=jnp.where(push, self._pushed_qvel(key_push, data), data.qvel))

@@ -92,7 +92,7 @@ class Compiled:
         self.env = env
         self.reset = jax.jit(jax.vmap(env.reset))
         self.step = jax.jit(jax.vmap(env.step))
-        self.model_fields = jax.jit(jax.vmap(lambda info: _fields(env.model_for(info))))
+        self.model_fields = jax.jit(jax.vmap(lambda info: _fields(env.episode_model(info))))
 
 
 def _fields(model):

@@ -170,7 +170,7 @@ def test_collision_pair_counts_and_scene_description():
 
     scene = robot_scene.build_scene_objects(object_library.ycb_objects().subset([0]))
     counts = robot_scene.collision_pair_counts(scene.mj_model)
-    assert sum(counts.values()) == len(collision_driver.geom_pairs(scene.mj_model))
+    assert sum(counts.values()) == len(list(collision_driver.geom_pairs(scene.mj_model)))
     assert list(counts.values()) == sorted(counts.values(), reverse=True)
     text = robot_scene.describe(scene.mj_model, "default")
     assert f"{scene.mj_model.nu} actuators" in text and robot.JOINT_NAMES[0] in text

@@ -19,14 +19,14 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from dex4d_jax import rotations
+from dex4d_jax import robot, rotations
 from dex4d_jax.deploy.runtime import PointFrame, RobotState
 
 
 class _Sim:
     """Common parts: model, data, substeps, the simulation clock, the object's pose."""
 
-    def __init__(self, model: mujoco.MjModel, ctrl_dt: float, object_body: str = "object"):
+    def __init__(self, model: mujoco.MjModel, ctrl_dt: float, object_body: str = robot.OBJECT_BODY):
         self.model = model
         self.data = mujoco.MjData(model)
         self.n_substeps = max(1, int(round(ctrl_dt / model.opt.timestep)))
@@ -98,7 +98,7 @@ class WrenchSim(_Sim):
 class ArmHandSim(_Sim):
     """The xArm6 + LEAP hand on native MuJoCo: 22 position servos, joints first in qpos."""
 
-    def __init__(self, model: mujoco.MjModel, ctrl_dt: float, num_joints: int = 22):
+    def __init__(self, model: mujoco.MjModel, ctrl_dt: float, num_joints: int = robot.NUM_JOINTS):
         super().__init__(model, ctrl_dt)
         if model.nu != num_joints:
             raise ValueError(f"Expected {num_joints} actuators, the model has {model.nu}.")

@@ -16,6 +16,8 @@ from typing import Any
 
 from ml_collections import config_dict
 
+from dex4d_jax.envs import leaf_keys
+
 
 class SettingError(ValueError):
     """A `KEY=VALUE` setting names no field of the config or has the wrong type."""
@@ -38,17 +40,6 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
             raise SettingError(f"--set expects SECTION.KEY=VALUE, got {pair!r}")
         out[key.strip()] = parse_value(value)
     return out
-
-
-def leaf_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
-    """The dotted paths of every leaf of `config`."""
-    keys = []
-    for key, value in config.items():
-        if isinstance(value, config_dict.ConfigDict):
-            keys += leaf_keys(value, f"{prefix}{key}.")
-        else:
-            keys.append(f"{prefix}{key}")
-    return keys
 
 
 def apply_settings(config: config_dict.ConfigDict, settings: Mapping[str, Any],
