@@ -392,3 +392,348 @@ def test_run_drives_the_arm_and_hand_within_limits(robot_policy):
         previous = cmd
         s.wait()
     assert np.abs(s.observe().joint_pos - start).max() > 0.05
+
+
+# ----------------------------------------------------------------------------------------------
+# Faults: a fake robot, point source and policy drive the Controller through each one.
+# ----------------------------------------------------------------------------------------------
+
+_NOW = 100.0  # the controller's clock in these tests (seconds), fixed
+_ARM_LOW = np.array([-1.0] * 6 + [0.0, 0.0])
+_ARM_HIGH = np.array([1.0] * 6 + [2.0, 2.0])
+_STEP = 0.2  # max_joint_step
+
+
+def _arm_info(hold_steps: int = 3) -> contract.PolicyInfo:
+    """A 6-joint arm with a 2-joint hand: arm in [-1, 1] rad, hand in [0, 2] rad."""
+    return contract.PolicyInfo(
+        contract=contract.STUDENT_CONTRACT, version="test", env="fake", env_overrides={},
+        joint_names=[f"arm{i}" for i in range(6)] + ["hand0", "hand1"],
+        action_mapping={"kind": "arm_delta_hand_absolute", "num_arm": 6, "arm_step": 0.1,
+                        "joint_low": _ARM_LOW.tolist(), "joint_high": _ARM_HIGH.tolist()},
+        control_frequency_hz=20.0, num_points=64, points_origin_in_world=np.zeros(3),
+        sizes={"joint_pos": 8, "joint_vel": 8, "action": 8, "points": 64},
+        success_threshold=0.02, hold_steps=hold_steps, checkpoint="", step=0)
+
+
+class FakePolicy:
+    """OnnxPolicy's interface with scripted actions: `action_fn(call index) -> [A]`."""
+
+    def __init__(self, info, action_fn):  # noqa: D107
+        self.info, self.action_fn, self.calls = info, action_fn, 0
+
+    @property
+    def action_size(self):
+        """A."""
+        return int(self.info.sizes["action"])
+
+    def __call__(self, joint_pos, joint_vel, last_action, paired_points, point_mask):
+        """{"action": the scripted action}; the inputs must be finite."""
+        assert np.all(np.isfinite(joint_pos)) and np.all(np.isfinite(paired_points))
+        action = np.asarray(self.action_fn(self.calls), np.float32)
+        self.calls += 1
+        return {"action": action}
+
+
+class CorruptedPolicy:
+    """A real OnnxPolicy whose action entry 2 becomes `value` from call `after` on."""
+
+    def __init__(self, policy, value, after):  # noqa: D107
+        self.policy, self.value, self.after, self.calls = policy, value, after, 0
+        self.info, self.action_size = policy.info, policy.action_size
+
+    def __call__(self, *inputs):
+        """The policy's outputs, the action corrupted."""
+        out = dict(self.policy(*inputs))
+        if self.calls >= self.after:
+            out["action"] = out["action"].copy()
+            out["action"][2] = self.value
+        self.calls += 1
+        return out
+
+
+class FakeRobot:
+    """A Robot recording its commands and holds.
+
+    `faults` maps a method name to (the call from which it misbehaves, what it raises or, for
+    observe, the joint positions it reports).
+    """
+
+    def __init__(self, joint_pos, faults=None):  # noqa: D107
+        self.joint_pos = np.asarray(joint_pos, np.float64)
+        self.faults = faults or {}
+        self.commands, self.holds, self.observes, self.waits = [], 0, 0, 0
+
+    def _fault(self, name, count):
+        when, what = self.faults.get(name, (None, None))
+        if when is not None and count >= when:
+            if isinstance(what, BaseException):
+                raise what
+            return what
+        return None
+
+    def observe(self):
+        """`joint_pos`, or the faulty joints; zero velocities."""
+        bad = self._fault("observe", self.observes)
+        self.observes += 1
+        pos = self.joint_pos if bad is None else bad
+        return runtime.RobotState(pos.copy(), np.zeros(len(self.joint_pos)))
+
+    def command(self, c):
+        """Records the command."""
+        self._fault("command", len(self.commands))
+        self.commands.append(np.array(c, np.float64))
+
+    def hold(self):
+        """Counts holds."""
+        self.holds += 1
+        self._fault("hold", 0)
+
+    def wait(self):
+        """Returns at once."""
+        self._fault("wait", self.waits)
+        self.waits += 1
+
+
+class FakePoints:
+    """A PointSource: `frame_fn(read index) -> PointFrame` (or it raises)."""
+
+    def __init__(self, frame_fn):  # noqa: D107
+        self.frame_fn, self.reads = frame_fn, 0
+
+    def read(self):
+        """The next scripted frame."""
+        frame = self.frame_fn(self.reads)
+        self.reads += 1
+        return frame
+
+
+def _track():
+    """Two frames of 10 points, the target 10 cm along x from the start."""
+    track = np.zeros((2, 10, 3))
+    track[1, :, 0] = 0.1
+    return track, np.ones((2, 10), bool)
+
+
+def _frame(points=None, visible=None, timestamp=_NOW):
+    return runtime.PointFrame(np.zeros((10, 3)) if points is None else points,
+                              np.ones(10, bool) if visible is None else visible, timestamp)
+
+
+def _controller(policy, robot, frame_fn, **kwargs):
+    track, visible = _track()
+    return runtime.Controller(policy, robot, FakePoints(frame_fn), track, visible,
+                              max_joint_step=_STEP, clock=lambda: _NOW, **kwargs)
+
+
+def _assert_safe(robot, start):
+    """Every command within the limits and within _STEP of the previous (first: `start`)."""
+    previous = np.asarray(start, np.float64)
+    for c in robot.commands:
+        assert np.all(c >= _ARM_LOW - 1e-9) and np.all(c <= _ARM_HIGH + 1e-9), c
+        assert np.abs(c - previous).max() <= _STEP + 1e-9, (c, previous)
+        previous = c
+
+
+_START = np.array([0.0, 0.5, 0.95, -0.95, 0.0, 0.0, 1.0, 1.0])
+_OUTWARD = np.array([1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0])  # towards the limits
+
+
+def _fresh(i):
+    """Fresh tracking at the start."""
+    return _frame()
+
+
+def _raise(error):
+    """A frame function that raises `error` from the 3rd read on."""
+
+    def fn(i):
+        if i >= 2:
+            raise error
+        return _frame()
+    return fn
+
+
+_FAULTS = [  # (name, FakeRobot faults, frame function, action function, status)
+    ("source raises", None, _raise(ValueError("camera unplugged")), None,
+     "stopped: point source raised ValueError: camera unplugged"),
+    ("points of the wrong shape", None,
+     lambda i: _frame() if i < 2 else _frame(points=np.zeros((9, 3)), visible=np.ones(9, bool)),
+     None, "stopped: point source gave points (9, 3)"),
+    ("visible not boolean", None,
+     lambda i: _frame() if i < 2 else _frame(visible=np.ones(10)), None,
+     "stopped: point source gave points (10, 3) and visible (10,) float64"),
+    ("frame is not a frame", None, lambda i: _frame() if i < 2 else None, None,
+     "stopped: point source gave an unreadable frame"),
+    ("policy returns NaN", None, _fresh,
+     lambda i: _OUTWARD if i < 2 else np.full(8, np.nan),
+     "stopped: policy returned a non-finite action"),
+    ("policy returns +inf", None, _fresh, lambda i: _OUTWARD if i < 2 else
+     np.where(np.arange(8) == 2, np.inf, 0.0), "stopped: policy returned a non-finite action"),
+    ("policy returns -inf", None, _fresh, lambda i: _OUTWARD if i < 2 else
+     np.where(np.arange(8) == 6, -np.inf, 0.0), "stopped: policy returned a non-finite action"),
+    ("policy returns the wrong shape", None, _fresh,
+     lambda i: _OUTWARD if i < 2 else np.zeros(7), "stopped: policy returned an action of shape"),
+    ("policy raises", None, _fresh,
+     lambda i: _OUTWARD if i < 2 else 1 / 0, "stopped: policy raised ZeroDivisionError"),
+    ("robot reports NaN joints", {"observe": (2, np.where(np.arange(8) == 4, np.nan, 0.0))},
+     _fresh, None, "stopped: robot reported non-finite joints (joint_pos[4] = nan)"),
+    ("robot reports +inf joints", {"observe": (2, np.full(8, np.inf))}, _fresh, None,
+     "stopped: robot reported non-finite joints (joint_pos[0] = inf)"),
+    ("robot reports the wrong number of joints", {"observe": (2, np.zeros(6))}, _fresh,
+     None, "stopped: robot reported joint_pos of shape (6,); expected [8]"),
+    ("robot.observe raises", {"observe": (2, OSError("bus error"))}, _fresh, None,
+     "stopped: robot.observe raised OSError: bus error"),
+    ("robot.command raises", {"command": (2, RuntimeError("servo off"))}, _fresh, None,
+     "stopped: robot.command raised RuntimeError: servo off"),
+    ("robot.wait raises", {"wait": (2, RuntimeError("late"))}, _fresh, None,
+     "stopped: robot.wait raised RuntimeError: late"),
+    ("robot.hold raises too", {"hold": (0, RuntimeError("e-stop"))},
+     _raise(ValueError("camera unplugged")), None,
+     "stopped: point source raised ValueError: camera unplugged; then robot.hold raised "
+     "RuntimeError: e-stop"),
+]
+
+
+@pytest.mark.parametrize("fault, robot_faults, frame_fn, action_fn, status",
+                         [pytest.param(*f, id=f[0]) for f in _FAULTS])
+def test_controller_holds_and_stops_on_a_fault(fault, robot_faults, frame_fn, action_fn,
+                                               status):
+    """Two good ticks, then the fault: the robot holds and the run stops naming the reason.
+
+    No command, before the fault or after, breaks the limits or the per-tick bound.
+    """
+    robot = FakeRobot(_START, robot_faults)
+    policy = FakePolicy(_arm_info(), action_fn or (lambda i: _OUTWARD))
+    controller = _controller(policy, robot, frame_fn)
+    report = controller.run(20)
+    assert report.status.startswith(status), report.status
+    assert robot.holds >= 1
+    assert len(robot.commands) == 2 + ("wait" in fault)  # the wait follows the 3rd command
+    assert report.steps == 3
+    _assert_safe(robot, _START)
+    # A stopped controller only holds.
+    holds = robot.holds
+    assert controller.tick() == (None, report.status)
+    assert robot.holds == holds + 1 and len(robot.commands) == 2 + ("wait" in fault)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_controller_refuses_a_non_finite_action_of_the_real_policy(untrained_policy, value):
+    """The exported student with NaN / +inf / -inf in its action from the 3rd tick.
+
+    The robot holds and the run stops; the action is never clipped into a full-speed twist.
+    """
+    robot = FakeRobot(np.zeros(0))
+    robot.observe = lambda: runtime.RobotState(np.zeros(0), np.zeros(6))
+    policy = CorruptedPolicy(OnnxPolicy(untrained_policy), value, after=2)
+    controller = _controller(policy, robot, lambda i: _frame())
+    report = controller.run(20)
+    assert report.status.startswith("stopped: policy returned a non-finite action"), \
+        report.status
+    assert report.steps == 3 and robot.holds == 1 and len(robot.commands) == 2
+    for c in robot.commands:
+        assert np.all(np.abs(c[:3]) <= 0.3 + 1e-9) and np.all(np.abs(c[3:]) <= 2 + 1e-9)
+
+
+@pytest.mark.parametrize("timestamp, why", [
+    (np.nan, "its timestamp is nan"),
+    (np.inf, "its timestamp is inf"),
+    (-np.inf, "its timestamp is -inf"),
+    (_NOW + 1.0, "1 s ahead of the controller's clock"),
+    (1.7e9, "ahead of the controller's clock"),  # time.time() against a monotonic clock
+    (0.5, "99.50 s old"),  # a simulation's clock against a monotonic one
+    (_NOW - 0.3, "0.30 s old"),
+])
+def test_tracking_with_a_bad_timestamp_is_stale(timestamp, why):
+    """A timestamp not finite, in the future, or from another clock is stale.
+
+    The robot holds every tick, gets no command, and the run stops after `patience` ticks.
+    """
+    robot = FakeRobot(_START)
+    policy = FakePolicy(_arm_info(), lambda i: _OUTWARD)
+    controller = _controller(policy, robot, lambda i: _frame(timestamp=timestamp), patience=4)
+    report = controller.run(20)
+    assert report.status.startswith("stopped: tracking is stale") and why in report.status, \
+        report.status
+    assert report.steps == 4 and robot.holds == 4 and not robot.commands and policy.calls == 0
+    assert report.distances == [None] * 4
+
+
+def test_tracking_stamped_within_the_tolerances_is_used():
+    """Up to max_future_s ahead (clock granularity) and max_age_s behind: fresh."""
+    for timestamp in (_NOW + 0.009, _NOW - 0.19, _NOW):
+        robot = FakeRobot(_START)
+        controller = _controller(FakePolicy(_arm_info(), lambda i: _OUTWARD), robot,
+                                 lambda i, t=timestamp: _frame(timestamp=t))
+        assert controller.run(3).status == "timeout" and len(robot.commands) == 3
+        assert robot.holds == 0
+
+
+@pytest.mark.parametrize("outside", [0.1, _STEP, 0.5, 3.0])
+@pytest.mark.parametrize("joint", [0, 3, 7])
+def test_robot_starting_outside_its_limits(joint, outside):
+    """A robot measured outside its joint limits at the start.
+
+    At most max_joint_step outside: the first command brings the joint within range, within
+    the per-tick bound. Further: no command can respect both, and the run refuses to start
+    (held, no command).
+    """
+    start = _START.copy()
+    start[joint] = (_ARM_HIGH[joint] + outside) if joint != 3 else (_ARM_LOW[joint] - outside)
+    robot = FakeRobot(start)
+    controller = _controller(FakePolicy(_arm_info(), lambda i: _OUTWARD), robot,
+                             lambda i: _frame())
+    report = controller.run(5)
+    if outside <= _STEP:
+        assert report.status == "timeout" and len(robot.commands) == 5 and robot.holds == 0
+        assert _ARM_LOW[joint] <= robot.commands[0][joint] <= _ARM_HIGH[joint]
+    else:
+        name = _arm_info().joint_names[joint]
+        assert report.status.startswith(
+            f"stopped: safety guard refused the command: entry {joint} ({name}) is at "), \
+            report.status
+        assert "outside its range" in report.status and "before starting" in report.status
+        assert report.steps == 1 and robot.holds == 1 and not robot.commands
+    _assert_safe(robot, start)
+
+
+def test_consecutive_counts_restart_after_an_unmeasured_tick():
+    """Consecutive counts restart on a tick that did not measure their condition.
+
+    The success hold restarts on a tick without a measured d_t (no point visible, stale
+    tracking); `patience` restarts on a usable tick.
+    """
+    track, visible = _track()
+    at_goal = track[1]
+
+    def frames(script):
+        def fn(i):
+            kind = script[i]
+            if kind == "stale":
+                return _frame(at_goal, timestamp=_NOW - 1)
+            if kind == "hidden":
+                return _frame(at_goal, visible=np.zeros(10, bool))
+            return _frame(at_goal)
+        return fn
+
+    # hold_steps 3: without the restarts, the 4th tick would count as the 3rd held one.
+    script = ["ok", "ok", "hidden", "ok", "ok", "stale", "ok", "ok", "ok", "ok"]
+    robot = FakeRobot(_START)
+    controller = runtime.Controller(FakePolicy(_arm_info(hold_steps=3), lambda i: _OUTWARD),
+                                    robot, FakePoints(frames(script)), track, visible,
+                                    max_joint_step=_STEP, clock=lambda: _NOW)
+    report = controller.run(20)
+    assert report.status == "success" and report.steps == 9 and report.held == 3
+    assert robot.holds == 2
+    assert report.distances[2] is None and report.distances[5] is None
+    # patience 3: stopped only by the 3 unusable ticks in a row at the end.
+    script = ["stale", "stale", "ok", "hidden", "stale", "ok", "stale", "hidden", "stale", "ok"]
+    robot = FakeRobot(_START)
+    controller = runtime.Controller(FakePolicy(_arm_info(hold_steps=100), lambda i: _OUTWARD),
+                                    robot, FakePoints(frames(script)), track, visible,
+                                    max_joint_step=_STEP, clock=lambda: _NOW, patience=3)
+    report = controller.run(20)
+    assert report.status.startswith("stopped: tracking is stale") and report.steps == 9
+    assert robot.holds == 7 and len(robot.commands) == 2
+    _assert_safe(robot, _START)
