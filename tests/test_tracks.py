@@ -228,6 +228,65 @@ def test_metric_scale_and_disparity_inversion():
         lift.estimate_metric_scale(rel, np.zeros((4, 5)), mask=mask)
 
 
+def test_zero_disparity_hides_the_point_in_that_frame_only():
+    """The issue's example: disparity 0.5 everywhere except a 0 patch in the last frame.
+
+    Before the fix the 0 became depth 1 / 1e-6, a visible point at z = 4e5 m, and RANSAC then
+    dropped the whole track. Now it is invisible in that frame only and the track is kept.
+    """
+    k_mat = np.array([[100.0, 0.0, 31.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]])
+    t_count, h, w = 4, 48, 64
+    start = np.array([[10.0, 10.0], [50.0, 12.0], [20.0, 40.0], [40.3, 30.6], [30.0, 20.0]])
+    xy = (start[None] + np.arange(t_count)[:, None, None] * [1.0, 0.5]).astype(np.float32)
+    disparity = np.full((t_count, h, w), 0.5, np.float32)
+    x3, y3 = xy[-1, 3]
+    disparity[-1, int(y3) - 2:int(y3) + 3, int(x3) - 2:int(x3) + 3] = 0.0
+    depth0 = np.full((h, w), 0.8, np.float32)  # so the scale is 0.8 / 2 = 0.4
+    tracks2d = formats.Tracks2D(xy, np.ones((t_count, 5), bool))
+    pose = np.eye(4)
+    pose[:3, 3] = [0.1, 0.2, 0.3]
+    for sampling in ("bilinear", "nearest"):
+        out = lift.lift_tracks(tracks2d, formats.DepthVideo(disparity, "disparity"),
+                               formats.Camera(k_mat, pose), depth0, sampling=sampling)
+        expected = np.ones((t_count, 5), bool)
+        expected[-1, 3] = False
+        np.testing.assert_array_equal(out.visible, expected)
+        assert np.isfinite(out.points).all()
+        np.testing.assert_allclose(out.points[out.visible][:, 2], 0.8 + 0.3, atol=1e-5)
+        np.testing.assert_array_equal(out.points[-1, 3], out.points[-2, 3])  # last visible
+        cleaned = clean.clean_tracks(out)
+        np.testing.assert_array_equal(cleaned.track_indices, np.arange(5))
+        np.testing.assert_array_equal(cleaned.tracks.visible, expected)
+
+
+def test_invalid_depth_is_one_rule_for_conversion_sampling_and_scale():
+    """Non-finite or non-positive depth/disparity, or one converting to such a depth, is unused."""
+    disparity = np.array([0.0, -0.5, np.nan, np.inf, -np.inf, 1e-300, 2.0])
+    depth = lift.disparity_to_depth(disparity)
+    assert np.isnan(depth[:5]).all()
+    assert depth[5] == pytest.approx(1e6) and depth[6] == pytest.approx(1 / (2.0 + 1e-6))
+    video = formats.DepthVideo(np.array([[[0.0, -1.0, np.inf, 3.0]]], np.float32), "depth")
+    rel = lift.relative_depth(video)
+    assert np.isnan(rel[0, 0, :3]).all() and rel[0, 0, 3] == 3.0
+    # Bilinear: a sample touching an invalid pixel with nonzero weight is invalid; on a pixel
+    # centre the invalid neighbour has zero weight and is not touched.
+    image = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    values, valid = lift.sample_depth(image, np.array([[0.5, 0.5], [1.5, 0.5], [1.0, 0.0]]))
+    np.testing.assert_array_equal(valid, [True, False, True])
+    np.testing.assert_allclose(values, [1.0, 0.0, 1.0])
+    # The metric scale: invalid relative depth (here a 0 disparity over most of the mask) and
+    # invalid sensor pixels never enter the medians.
+    rel0 = lift.disparity_to_depth(np.where(np.arange(20).reshape(4, 5) < 12, 0.0, 0.5))
+    depth0 = np.full((4, 5), 0.8)
+    depth0[3, 4] = np.nan
+    mask = np.ones((4, 5), bool)
+    assert lift.estimate_metric_scale(rel0, depth0, mask=mask) == pytest.approx(0.4, rel=1e-5)
+    with pytest.raises(ValueError, match="finite and positive"):
+        lift.lift_tracks(formats.Tracks2D(np.zeros((1, 1, 2)), np.ones((1, 1), bool)),
+                         formats.DepthVideo(np.ones((1, 4, 5)), "depth"),
+                         formats.Camera(np.eye(3)), scale=float("nan"), image_size=(4, 5))
+
+
 # ----------------------------------------------------------------------------------------------
 # Kabsch, RANSAC, smoothing, waypoints.
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,15 @@ their visible frames (a tracker that slid off the object, a point lifted on the 
 depth at a silhouette). `smooth_motion` smooths the fitted rigid motion over time (not the
 points), and `rigidify` regenerates the points from it. `select_waypoints` resamples the
 track into goal waypoints by how far the object moved.
+
+Every step is equivariant to the choice of world frame: with the world moved by a rigid G
+(p -> R_G p + t_G), the output points move by G and the visibility, kept tracks and waypoints
+are unchanged. Kabsch centres the points on their weighted means before the SVD; residuals and
+waypoint displacements are distances; smoothing acts on the motion of the object's first-frame
+centroid (`RigidFit.center`), not on the translation about the world origin, and on quaternions
+by a linear average, which commutes with the conjugation q -> q_G q q_G^-1 that G applies to
+them. The only deviation is float32 rounding of the stored world coordinates (relative 6e-8 of
+their magnitude): a decision whose value lies within that of its threshold can differ.
 """
 
 from __future__ import annotations
@@ -90,12 +99,16 @@ class RigidFit:
         frame_valid: [T] bool, False where fewer than 3 usable points made the fit undefined
             (the motion there is interpolated from neighbouring frames).
         residuals: [T, N] |R_t p_0 + t_t - p_t|, metres (0 where not visible in 0 and t).
+        center: [3] world point, metres: the mean first-frame position of the points the fit
+            used, the pivot `smooth_motion` rotates about (it moves with the world frame,
+            unlike the world origin that t_t refers to).
     """
 
     rotations: np.ndarray
     translations: np.ndarray
     frame_valid: np.ndarray
     residuals: np.ndarray
+    center: np.ndarray
 
 
 def _ransac_frame(
@@ -132,7 +145,9 @@ def fit_rigid_motion(
 
     Returns:
         The RigidFit; frames with fewer than 3 points visible in both frame 0 and t (and of
-        positive weight) are marked invalid and take the nearest valid frame's motion.
+        positive weight) are marked invalid and take the nearest valid frame's motion. Its
+        `center` is the mean frame-0 point of the tracks used in some frame's fit (else of the
+        tracks visible in frame 0, else of all tracks).
     """
     points = tracks.points.astype(np.float64)
     visible = tracks.visible
@@ -149,7 +164,11 @@ def fit_rigid_motion(
         rot, trans = rot[nearest], trans[nearest]
     residuals = np.linalg.norm(apply_rigid(rot, trans, src) - points, axis=-1)
     residuals = np.where(visible & visible[0:1], residuals, 0.0)
-    return RigidFit(rot, trans, frame_valid, residuals)
+    used = (w > 0).any(axis=0)
+    if not used.any():
+        used = visible[0] if visible[0].any() else np.ones(n_count, bool)
+    center = points[0, used].mean(axis=0)
+    return RigidFit(rot, trans, frame_valid, residuals, center)
 
 
 def reject_outlier_tracks(
@@ -203,11 +222,16 @@ def reject_outlier_tracks(
 def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     """Gaussian temporal smoothing of the fitted rigid motion (not of the points).
 
-    Each frame's translation is the value at t of a Gaussian-weighted local linear fit over
-    time (no lag on steady motion, even at the clip's ends); rotations use the same weights on
-    sign-aligned quaternions, renormalized (accurate for the small rotations within a window).
-    Frame 0 keeps its fitted motion so the smoothed motion still starts at the first frame's
-    points.
+    The motion is smoothed as the trajectory c_t = R_t c + t_t of the fit's `center` c (the
+    object's first-frame centroid) and the rotation R_t about it, then turned back into
+    t_t = c_t - R_t c. Smoothing t_t itself would not do: it is the motion of the world origin,
+    which swings by R_t times the object's distance from the origin, so the result would
+    depend on where the origin is. Each frame's c_t is the value at t of a Gaussian-weighted
+    local linear fit over time (no lag on steady motion, even at the clip's ends); rotations
+    use the same weights on sign-aligned quaternions, renormalized (accurate for the small
+    rotations within a window). The weights of each frame sum to 1, so the result moves with
+    the world frame (see the module docstring). Frame 0 keeps its fitted motion so the
+    smoothed motion still starts at the first frame's points.
 
     Args:
         fit: the per-frame rigid fit.
@@ -216,7 +240,7 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     Returns:
         The smoothed RigidFit (with the input's residuals).
     """
-    if sigma_frames <= 0:
+    if sigma_frames <= 0 or not fit.frame_valid.any():
         return fit
     t_count = fit.translations.shape[0]
     quat = rotations.matrix_to_quat(fit.rotations)
@@ -239,10 +263,12 @@ def smooth_motion(fit: RigidFit, sigma_frames: float) -> RigidFit:
     line = (s2[:, None] - s1[:, None] * offset) * kernel / np.where(ok, det, 1.0)[:, None]
     mean = kernel / np.maximum(s0, 1e-12)[:, None]
     weights = np.where(ok[:, None], line, mean)
-    trans = weights @ fit.translations
+    center = np.asarray(fit.center, dtype=np.float64)
+    path = np.einsum("tij,j->ti", fit.rotations, center) + fit.translations  # c_t [T, 3]
     rot = rotations.quat_to_matrix(weights @ quat)
+    trans = weights @ path - np.einsum("tij,j->ti", rot, center)
     rot[0], trans[0] = fit.rotations[0], fit.translations[0]
-    return RigidFit(rot, trans, fit.frame_valid, fit.residuals)
+    return RigidFit(rot, trans, fit.frame_valid, fit.residuals, fit.center)
 
 
 def rigidify(tracks: formats.Tracks3D, fit: RigidFit) -> formats.Tracks3D:

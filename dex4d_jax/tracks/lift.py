@@ -8,8 +8,15 @@ The chain (Dex4D Sec. III, as in the authors' vision code):
 4. back-projection with K: p_cam = z * K^-1 [x, y, 1] (OpenCV camera: x right, y down, z fwd);
 5. p_world = T_world_camera @ p_cam (identity when the camera has no pose).
 
-A point stays invisible, never a zero that looks like data, when the tracker lost it, when it
-lies outside the image, or when any depth sample it needs is invalid (<= 0 or non-finite).
+Invalid depth is one rule, `is_valid_depth` (finite and > 0), applied wherever a depth is read
+or converted: to the disparity before inverting it and to the depth it converts to
+(`relative_depth`), to every depth pixel a sample touches (`sample_depth`, which the metric
+scale also uses, so invalid pixels never enter its medians) and to the metric depth s * z of
+each track point (`lift_tracks`). A point whose sample fails it is invisible in that frame only,
+never a far-away point or a zero that looks like data; the rest of its track is kept.
+
+Only step 5 sees the world frame, and it is a rigid transform: moving the camera and the world
+together by G moves every lifted point by exactly G (to float32 rounding).
 """
 
 from __future__ import annotations
@@ -22,28 +29,50 @@ from dex4d_jax.tracks import formats
 DISPARITY_EPS = 1e-6
 
 
+def is_valid_depth(values: np.ndarray) -> np.ndarray:
+    """The one validity rule for depth and disparity values: finite and strictly positive.
+
+    Args:
+        values: [...] depth (any unit) or disparity.
+
+    Returns:
+        [...] bool, True where the value can be used.
+    """
+    values = np.asarray(values)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values > 0)
+
+
 def disparity_to_depth(disparity: np.ndarray, eps: float = DISPARITY_EPS) -> np.ndarray:
-    """Relative disparity -> relative depth, 1 / (disparity + eps); <= -eps maps to NaN.
+    """Relative disparity -> relative depth, 1 / (disparity + eps), NaN where invalid.
+
+    A disparity that is non-finite or not positive (0 included: it is "no measurement", not
+    "infinitely far") is invalid, and so is one whose depth is not finite and positive in
+    float32. Without this rule a 0 disparity would become a depth of 1 / eps = 1e6.
 
     Args:
         disparity: [...] relative inverse depth.
         eps: guard added to the disparity (the authors' 1e-6).
 
     Returns:
-        [...] float32 relative depth, NaN where the disparity is not positive or non-finite.
+        [...] float32 relative depth, NaN where invalid.
     """
     disparity = np.asarray(disparity, dtype=np.float64)
-    shifted = disparity + eps
-    ok = np.isfinite(shifted) & (shifted > 0)
-    return np.where(ok, 1.0 / np.where(ok, shifted, 1.0), np.nan).astype(np.float32)
+    ok = is_valid_depth(disparity)
+    depth = (1.0 / np.where(ok, disparity + eps, 1.0)).astype(np.float32)
+    return np.where(ok & is_valid_depth(depth), depth, np.nan).astype(np.float32)
 
 
 def relative_depth(depth: formats.DepthVideo) -> np.ndarray:
-    """The depth video as relative depth [T, H, W] (disparity inverted), invalid -> NaN."""
+    """The depth video as relative depth [T, H, W] float32 (disparity inverted), invalid -> NaN.
+
+    Invalid: a depth (or disparity) that is non-finite or not positive, or a disparity whose
+    depth is not finite and positive (see `disparity_to_depth`).
+    """
     values = np.asarray(depth.depth, dtype=np.float32)
     if depth.kind == "disparity":
         values = disparity_to_depth(values)
-    return np.where(np.isfinite(values) & (values > 0), values, np.nan).astype(np.float32)
+    return np.where(is_valid_depth(values), values, np.nan).astype(np.float32)
 
 
 def _rescale_pixels(xy: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]):
@@ -58,16 +87,21 @@ def _rescale_pixels(xy: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, 
 def sample_depth(
     depth: np.ndarray, xy: np.ndarray, method: str = "bilinear"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Samples a depth map at subpixel locations.
+    """Samples a depth map at subpixel locations; a sample touching an invalid pixel is invalid.
+
+    Bilinear sampling does not fall back on the valid neighbours: a point next to an invalid
+    pixel (a hole, the edge of the sensor's range) is as likely to be on a depth edge, where a
+    partial average would be wrong. Only a neighbour of exactly zero weight (the point lies on
+    its pixel row or column) is not touched and need not be valid.
 
     Args:
-        depth: [H, W] depth, NaN / <= 0 where invalid.
+        depth: [H, W] depth; invalid (`is_valid_depth` False: NaN, inf, <= 0) where unusable.
         xy: [N, 2] pixel coordinates (x, y), pixel centres at integers.
-        method: "bilinear" (all four neighbours must be valid) or "nearest".
+        method: "bilinear" (every neighbour of nonzero weight must be valid) or "nearest".
 
     Returns:
-        Tuple of values [N] float32 (0 where invalid) and valid [N] bool (inside the image
-        and every sample used is valid).
+        Tuple of values [N] float32 (0 where invalid) and valid [N] bool (inside the image,
+        every pixel used is valid, and the sampled value is finite and positive).
     """
     if method not in ("bilinear", "nearest"):
         raise ValueError(f"method must be 'bilinear' or 'nearest', got {method!r}")
@@ -78,7 +112,7 @@ def sample_depth(
     finite = np.isfinite(x) & np.isfinite(y)
     x = np.where(finite, x, -1e9)
     y = np.where(finite, y, -1e9)
-    good = np.isfinite(depth) & (depth > 0)
+    good = is_valid_depth(depth)
     if method == "nearest":
         xi = np.round(x).astype(np.int64)
         yi = np.round(y).astype(np.int64)
@@ -103,7 +137,8 @@ def sample_depth(
     weights = np.concatenate([(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay], axis=1)
     # A neighbour with zero weight need not be valid (exactly on a pixel centre or an edge).
     valid = inside & np.all(ok | (weights == 0.0), axis=1)
-    values = np.sum(np.where(ok, corners, 0.0) * weights, axis=1)
+    values = np.sum(np.where(ok, corners, 0.0) * weights, axis=1).astype(np.float32)
+    valid = valid & is_valid_depth(values)  # a convex combination of valid values is valid
     return np.where(valid, values, 0.0).astype(np.float32), valid
 
 
@@ -117,9 +152,9 @@ def estimate_metric_scale(
     """Metric scale s with metric depth ~= s * relative depth (the paper's calibration).
 
     s = median(depth0[P]) / median(depth_rel0[P]) over the first-frame pixels P where both are
-    valid. P is the object mask when `mask` is given (the calibration the authors describe),
-    else the nearest pixels of `pixels_xy` (the first-frame track points, which lie on the
-    object too).
+    valid (`is_valid_depth`; an invalid pixel of either map never enters a median). P is the
+    object mask when `mask` is given (the calibration the authors describe), else the nearest
+    pixels of `pixels_xy` (the first-frame track points, which lie on the object too).
 
     Args:
         depth_rel0: [H, W] relative depth of the first frame (NaN where invalid).
@@ -132,7 +167,8 @@ def estimate_metric_scale(
         The scale s (metres per relative unit).
 
     Raises:
-        ValueError: neither mask nor pixels given, or no pixel where both depths are valid.
+        ValueError: neither mask nor pixels given, no pixel where both depths are valid, or a
+            scale that is not finite and positive (float overflow of extreme depths).
     """
     depth0 = np.asarray(depth0, dtype=np.float32)
     if mask is not None:
@@ -152,7 +188,10 @@ def estimate_metric_scale(
     if not ok.any():
         raise ValueError("no first-frame pixel has both a valid sensor depth (depth0 > 0) and a "
                          "valid estimated depth; cannot estimate the metric scale")
-    return float(np.median(metric[ok]) / np.median(rel[ok]))
+    scale = float(np.median(metric[ok].astype(np.float64)) / np.median(rel[ok].astype(np.float64)))
+    if not is_valid_depth(scale):
+        raise ValueError(f"the metric scale {scale} is not finite and positive")
+    return scale
 
 
 def backproject(xy: np.ndarray, z: np.ndarray, k_mat: np.ndarray) -> np.ndarray:
@@ -236,11 +275,13 @@ def lift_tracks(
         sampling: "bilinear" or "nearest" depth sampling at the track pixels.
 
     Returns:
-        World-frame Tracks3D, visible where the 2D track is visible, inside the image and on
-        valid depth.
+        World-frame Tracks3D, visible where the 2D track is visible, inside the image, every
+        depth pixel its sample touches is valid and its metric depth and world point are finite
+        (z > 0). An invisible entry holds the track's last visible point (see `fill_invisible`).
 
     Raises:
-        ValueError: mismatched frame counts, or neither depth0 nor scale given.
+        ValueError: mismatched frame counts, neither depth0 nor scale given, or a scale that
+            is not finite and positive.
     """
     tracks2d = formats.validate_tracks2d(tracks2d)
     depth = formats.validate_depth(depth)
@@ -261,6 +302,8 @@ def lift_tracks(
         first = tracks2d.tracks[0][tracks2d.visible[0]]
         scale = estimate_metric_scale(depth_rel[0], depth0, mask=mask,
                                       pixels_xy=None if mask is not None else first)
+    if not is_valid_depth(scale):
+        raise ValueError(f"the metric scale must be finite and positive, got {scale}")
     h, w = image_size
     xy = tracks2d.tracks.astype(np.float64)
     inside = (xy[..., 0] >= -0.5) & (xy[..., 0] <= w - 0.5) & (xy[..., 1] >= -0.5) & (
@@ -270,7 +313,10 @@ def lift_tracks(
     valid = np.zeros((t_count, n_count), bool)
     for t in range(t_count):
         z[t], valid[t] = sample_depth(depth_rel[t], xy_depth[t], sampling)
-    visible = tracks2d.visible & inside & valid
-    z = scale * z
+    z = float(scale) * z
     points_world = transform_points(camera.T_world_camera, backproject(xy, z, camera.K))
+    # The same validity rule on the metric depth, and a world point that float32 can hold.
+    with np.errstate(over="ignore", invalid="ignore"):
+        representable = np.isfinite(points_world.astype(np.float32)).all(axis=-1)
+    visible = tracks2d.visible & inside & valid & is_valid_depth(z) & representable
     return formats.Tracks3D(fill_invisible(points_world, visible), visible)

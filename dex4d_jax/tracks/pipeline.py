@@ -13,6 +13,9 @@ from dex4d_jax.tracks import clean, formats, lift, trackers, video
 # progress_fn(stage, done, total): stage is "track"; done/total count frames.
 ProgressFn = Callable[[str, int, int], None]
 
+# The default cleaning settings (CleanOptions is frozen, so one shared instance is safe).
+DEFAULT_CLEANING = clean.CleanOptions()
+
 
 @dataclasses.dataclass
 class PipelineResult:
@@ -49,7 +52,7 @@ def lift_and_clean(
     *,
     mask: np.ndarray | None = None,
     sampling: str = "bilinear",
-    cleaning: clean.CleanOptions = clean.CleanOptions(),
+    cleaning: clean.CleanOptions = DEFAULT_CLEANING,
 ) -> PipelineResult:
     """Lifts 2D tracks (see `lift.lift_tracks`) and cleans them (see `clean.clean_tracks`).
 
@@ -79,7 +82,7 @@ def run_pipeline(
     tracker: trackers.PointTracker | None = None,
     margin_px: int = 3,
     sampling: str = "bilinear",
-    cleaning: clean.CleanOptions = clean.CleanOptions(),
+    cleaning: clean.CleanOptions = DEFAULT_CLEANING,
     progress_fn: ProgressFn | None = None,
     show_progress: bool = False,
 ) -> PipelineResult:

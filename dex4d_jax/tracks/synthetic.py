@@ -83,8 +83,10 @@ def default_trajectory(num_frames: int = 40) -> tuple[np.ndarray, np.ndarray]:
 
 
 def table_demo(num_frames: int = 40):
-    """The demo scene of `dex4d tracks demo`: `default_trajectory` raised above the
-    `ap2ap_wrench` table (top at z = 0.6 m), so its track can drive `dex4d run --robot sim`.
+    """The demo scene of `dex4d tracks demo`: `default_trajectory` raised above a table.
+
+    The table is `ap2ap_wrench`'s (top at z = 0.6 m), so the track can drive
+    `dex4d run --robot sim`.
 
     Returns:
         (half sizes [3], (positions [T, 3], quaternions [T, 4]), CameraSpec).
