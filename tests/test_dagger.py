@@ -187,7 +187,7 @@ def test_two_devices_match_one(teacher_run, tmp_path):
         out = {{}}
         for devices in (1, 2):
             loop = dagger.DAgger(env, policy, teacher_fn, config.dagger, max_devices=devices)
-            assert len(loop.local_devices) == devices
+            assert len(loop.layout.local_devices) == devices
             state, metrics, finite = loop.run_epoch(loop.init_state(0), teacher_params)
             assert finite
             out[devices] = (state, metrics)
