@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,6 +37,13 @@ STUDENT_OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
 TEACHER_INPUTS = ("observation",)
 TEACHER_OUTPUTS = ("action",)
 PREFIX = "dex4d."
+
+# What each known environment implies: input sizes (joint_pos Q, joint_vel V, action A) and
+# the action mapping's kind. A file naming another environment is checked for what every
+# student needs only (positive finite numbers, joint limits that fit the action).
+ENV_SIZES = {"ap2ap_wrench": (0, 6, 6), "ap2ap": (22, 22, 22)}
+ENV_MAPPING = {"ap2ap_wrench": "twist", "ap2ap": "arm_delta_hand_absolute"}
+_REEXPORT = "re-export it with `dex4d export`"
 
 
 class PolicyFileError(ValueError):
@@ -57,11 +65,31 @@ def student_input_shapes(sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]
             "point_mask": (int(sizes["points"]),)}
 
 
-def check_student_io(inputs: tuple[str, ...], outputs: tuple[str, ...], path: str) -> None:
-    """Raises PolicyFileError unless a graph's input and output names are the student's."""
+def check_student_io(inputs: tuple[str, ...], outputs: tuple[str, ...], path: str,
+                     shapes: Mapping[str, tuple] | None = None,
+                     sizes: Mapping[str, int] | None = None) -> None:
+    """Raises PolicyFileError unless a graph's input names (and shapes) are the student's.
+
+    Args:
+      inputs: the graph's input names.
+      outputs: the graph's output names.
+      path: the file, for error messages.
+      shapes: {input name: the graph's shape, batch axis first}; its fixed (integer) sizes
+        must be those `sizes` implies (student_input_shapes).
+      sizes: the file's `dex4d.sizes`.
+    """
     if tuple(inputs) != STUDENT_INPUTS or tuple(outputs) != STUDENT_OUTPUTS:
         raise PolicyFileError(f"{path} has inputs {tuple(inputs)} and outputs {tuple(outputs)}; "
                               f"the student contract is {STUDENT_INPUTS} -> {STUDENT_OUTPUTS}.")
+    if shapes is None or sizes is None:
+        return
+    for name, want in student_input_shapes(sizes).items():
+        got = tuple(shapes[name])[1:]
+        fixed = all(isinstance(d, int) for d in got)
+        if len(got) != len(want) or (fixed and got != want):
+            raise PolicyFileError(f"{path}: the graph's input {name} is {list(shapes[name])} but "
+                                  f"its metadata (dex4d.sizes {dict(sizes)}) says [B, "
+                                  f"{', '.join(map(str, want))}]; {_REEXPORT}.")
 
 
 def _json_default(value):
@@ -158,7 +186,7 @@ class PolicyInfo:
 
         Raises:
           PolicyFileError: no dex4d metadata, a teacher or unknown contract, a missing or
-            malformed entry, or joint names that do not match the action size.
+            malformed entry, or entries that contradict each other (`check`).
         """
         contract = meta.get("dex4d.contract")
         if contract is None:
@@ -187,7 +215,134 @@ class PolicyInfo:
         except (KeyError, ValueError, TypeError) as e:
             raise PolicyFileError(f"{path} has incomplete or malformed dex4d metadata ({e!r}); "
                                   "re-export it with `dex4d export`.") from e
-        if len(info.joint_names) != info.sizes["action"]:
-            raise PolicyFileError(f"{path}: {len(info.joint_names)} joint names for an action "
-                                  f"of size {info.sizes['action']}.")
+        info.check(path)
         return info
+
+    def check(self, path: str) -> None:
+        """Raises PolicyFileError naming the first entry that contradicts the others.
+
+        Every student: sizes are whole numbers (action and points at least 1) that agree with
+        num_points and the joint names; the control frequency, success threshold and speed
+        limits are positive finite numbers, hold_steps at least 1; the joint limits hold one
+        finite pair low < high per action entry. A known environment (ENV_SIZES) fixes the
+        sizes and the action mapping's kind, and when the file carries the environment's
+        config, the rate, speed limits, arm step and success test are the config's own.
+
+        Args:
+          path: the file, for error messages.
+        """
+        try:
+            problem = _metadata_problem(self) or _env_config_problem(self)
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            problem = f"malformed entry ({e!r})"
+        if problem:
+            raise PolicyFileError(f"{path} has inconsistent dex4d metadata: {problem}; "
+                                  f"{_REEXPORT}.")
+
+
+def _positive(value) -> bool:
+    """True for a positive finite number (a bool is not one)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _whole(value, low: int) -> bool:
+    """True for an integer >= low (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _metadata_problem(info: PolicyInfo) -> str | None:
+    """What contradicts the rest of the metadata (PolicyInfo.check), or None."""
+    sizes = info.sizes
+    names = ("joint_pos", "joint_vel", "action", "points")
+    if not isinstance(sizes, dict) or not set(names) <= set(sizes):
+        return f"sizes {sizes!r} must give {', '.join(names)}"
+    q, v, a, p = (sizes[k] for k in names)
+    if not (_whole(q, 0) and _whole(v, 0) and _whole(a, 1) and _whole(p, 1)):
+        return f"sizes {sizes} must be whole numbers (action and points at least 1)"
+    if info.num_points != p:
+        return f"num_points {info.num_points} but sizes.points {p}"
+    if len(info.joint_names) != a:
+        return f"{len(info.joint_names)} joint names for an action of size {a}"
+    if info.env in ENV_SIZES and (q, v, a) != ENV_SIZES[info.env]:
+        return (f"env {info.env!r} has joint_pos, joint_vel and action of sizes "
+                f"{ENV_SIZES[info.env]}, the file's inputs {(q, v, a)}")
+    for name, unit in (("control_frequency_hz", "Hz"), ("success_threshold", "metres")):
+        if not _positive(getattr(info, name)):
+            return f"{name} {getattr(info, name)} must be a positive finite number ({unit})"
+    if not _whole(info.hold_steps, 1):
+        return f"hold_steps {info.hold_steps} must be a whole number of ticks, at least 1"
+    origin = info.points_origin_in_world
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        return f"points_origin_in_world {origin.tolist()} must be 3 finite numbers (metres)"
+    return _action_mapping_problem(info.action_mapping, info.env, a)
+
+
+def _action_mapping_problem(m, env: str, action_size: int) -> str | None:
+    """What is wrong with an action mapping for `env` and an action of `action_size`, or None."""
+    if not isinstance(m, dict):
+        return f"action_mapping {m!r} must be a JSON object"
+    kind = m.get("kind")
+    if env in ENV_MAPPING and kind != ENV_MAPPING[env]:
+        return f"env {env!r} maps actions with {ENV_MAPPING[env]!r}, not {kind!r}"
+    if kind == "twist":
+        needed = ("max_lin_speed", "max_ang_speed")
+    elif kind == "arm_delta_hand_absolute":
+        needed = ("arm_step",) + tuple(k for k in ("arm_speed_scale", "arm_delta_dt") if k in m)
+    else:
+        return f"action_mapping kind {kind!r} is unknown (twist or arm_delta_hand_absolute)"
+    for key in needed:
+        if not _positive(m.get(key)):
+            return f"action_mapping.{key} {m.get(key)} must be a positive finite number"
+    if kind == "twist":
+        return None
+    if "arm_speed_scale" in m and "arm_delta_dt" in m and not math.isclose(
+            m["arm_step"], m["arm_speed_scale"] * m["arm_delta_dt"], rel_tol=1e-6):
+        return (f"action_mapping.arm_step {m['arm_step']} is not arm_speed_scale x arm_delta_dt "
+                f"({m['arm_speed_scale']} x {m['arm_delta_dt']})")
+    if not _whole(m.get("num_arm"), 0) or m["num_arm"] > action_size:
+        return f"action_mapping.num_arm {m.get('num_arm')} must be a whole number <= {action_size}"
+    low = np.asarray(m.get("joint_low", []), np.float64)
+    high = np.asarray(m.get("joint_high", []), np.float64)
+    if low.shape != (action_size,) or high.shape != (action_size,):
+        return (f"action_mapping.joint_low and joint_high hold {low.size} and {high.size} "
+                f"entries; the action has {action_size}")
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
+        bad = int(np.flatnonzero(~(np.isfinite(low) & np.isfinite(high) & (low < high)))[0])
+        return (f"joint {bad} has limits [{low[bad]}, {high[bad]}]; each must be finite with "
+                "low < high")
+    return None
+
+
+def _env_config_problem(info: PolicyInfo) -> str | None:
+    """Where the metadata differs from the environment config the file carries, or None."""
+    cfg, m = info.env_config, info.action_mapping
+    if cfg is None:
+        return None
+    if not isinstance(cfg, dict):
+        return "env_config must be a JSON object"
+    keys = ["ctrl_dt", "success_threshold", "hold_steps"]
+    keys += ["max_lin_speed", "max_ang_speed"] if m["kind"] == "twist" else [
+        "arm_speed_scale", "arm_delta_dt"]
+    for key in keys:
+        if key in cfg and not _positive(cfg[key]):
+            return f"env_config.{key} {cfg[key]} must be a positive finite number"
+    pairs = []  # (metadata entry, its value, what the env config says, its value)
+    if "ctrl_dt" in cfg:
+        pairs.append(("control_frequency_hz", info.control_frequency_hz, "1 / env_config.ctrl_dt",
+                      1.0 / cfg["ctrl_dt"]))
+    for key in ("success_threshold", "hold_steps"):
+        if key in cfg:
+            pairs.append((key, getattr(info, key), f"env_config.{key}", cfg[key]))
+    for key in keys[3:]:
+        if key in cfg and key in m:
+            pairs.append((f"action_mapping.{key}", m[key], f"env_config.{key}", cfg[key]))
+    if m["kind"] != "twist" and "arm_speed_scale" in cfg and "arm_delta_dt" in cfg:
+        pairs.append(("action_mapping.arm_step", m["arm_step"],
+                      "env_config.arm_speed_scale x arm_delta_dt",
+                      cfg["arm_speed_scale"] * cfg["arm_delta_dt"]))
+    for name, value, source, want in pairs:
+        if not math.isclose(value, want, rel_tol=1e-6):
+            return (f"{name} is {value:g} but {source} is {want:g} (the environment the policy "
+                    "was trained in)")
+    return None

@@ -737,3 +737,196 @@ def test_consecutive_counts_restart_after_an_unmeasured_tick():
     assert report.status.startswith("stopped: tracking is stale") and report.steps == 9
     assert robot.holds == 7 and len(robot.commands) == 2
     _assert_safe(robot, _START)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fault discipline of `dex4d run` and of policy files: one line `dex4d: error: ...` naming the
+# argument or file, exit 2, no traceback, nothing simulated and no existing file changed.
+# ----------------------------------------------------------------------------------------------
+
+
+def _digest(folder) -> dict:
+    """{relative path: bytes} of every file under `folder`."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            open(os.path.join(root, name), "rb").read()
+            for root, _, files in os.walk(folder) for name in files}
+
+
+def _one_error_line(code, text, *named):
+    assert code == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
+    assert len(errors) == 1 and len(errors[0]) < 500, text
+    assert "Traceback" not in text and "tick " not in text, text  # refused before simulating
+    for name in named:
+        assert name in errors[0], (name, text)
+
+
+@pytest.fixture
+def wrench_track(wrench, tmp_path):
+    """A two-frame track of the wrench task's object 0 (in tmp_path/in)."""
+    kp = np.asarray(wrench.keypoints[0])
+    frames = np.stack([kp + [0, 0, 0.7], kp + [0.05, 0, 0.75]]).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    tracks = tmp_path / "in" / "t.npz"
+    formats.save_tracks3d(tracks, formats.Tracks3D(frames, np.ones(frames.shape[:2], bool)))
+    return str(tracks)
+
+
+_POSE = ["--pose", "0", "0", "0.7", "1", "0", "0", "0"]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--pose", "nan", "0", "0.7", "1", "0", "0", "0"], "--pose"),
+    (["--pose", "0", "0", "inf", "1", "0", "0", "0"], "--pose"),
+    (["--pose", "0", "0", "0.7", "0", "0", "0", "0"], "--pose"),
+    (["--pose", "0", "0", "0.7", "1", "nan", "0", "0"], "--pose"),
+    (["--noise", "nan"], "--noise"),
+    (["--noise", "inf"], "--noise"),
+    (["--noise", "-0.1"], "--noise"),
+    (["--steps", "-3"], "--steps"),
+    (["--seed", "-1"], "--seed"),
+    (["--object", "box:nan,0.02,0.02"], "--object"),
+    (["--object", "box:0.03,inf,0.02"], "--object"),
+])
+def test_run_refuses_bad_numbers_before_simulating(argv, named, untrained_policy, wrench_track,
+                                                   tmp_path, capsys):
+    """NaN, infinity, a zero quaternion or a negative count: refused before loading anything."""
+    before = _digest(tmp_path)
+    code, text = run_cli(capsys, "run", "--onnx", untrained_policy, "--tracks", wrench_track,
+                         *_POSE, *argv, "--report", str(tmp_path / "r.json"))
+    _one_error_line(code, text, named)
+    assert _digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("flag, where, named", [
+    ("--report", "missing/r.json", "does not exist"),
+    ("--report", "in/t.npz/r.json", "is a file"),
+    ("--report", "in", "is a folder"),
+    ("--video", "missing/v.mp4", "does not exist"),
+    ("--video", "in/t.npz/v.mp4", "is a file"),
+    ("--video", "v.avi", ".mp4"),
+    ("--report", "locked/r.json", "not writable"),
+    ("--video", "locked/v.mp4", "not writable"),
+])
+def test_run_refuses_an_output_it_cannot_write(flag, where, named, untrained_policy,
+                                               wrench_track, tmp_path, capsys, monkeypatch):
+    """--video and --report are checked before anything is simulated; nothing is created."""
+    if where.startswith("locked"):
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        if os.geteuid() == 0:  # root writes into any folder: the permission check says no
+            access = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode: (
+                access(p, mode) and not (mode & os.W_OK and str(p).startswith(str(locked)))))
+    before = _digest(tmp_path)
+    out = str(tmp_path / where)
+    code, text = run_cli(capsys, "run", "--onnx", untrained_policy, "--tracks", wrench_track,
+                         *_POSE, flag, out)
+    _one_error_line(code, text, flag, out, named)
+    assert _digest(tmp_path) == before and not (tmp_path / "missing").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_run_reports_a_failed_write_in_one_line(untrained_policy, wrench_track, capsys):
+    """A write that fails after simulating (here: disk full) is one line, exit 2."""
+    code, text = run_cli(capsys, "run", "--onnx", untrained_policy, "--tracks", wrench_track,
+                         *_POSE, "--steps", "3", "--report", "/dev/full")
+    assert code == 2 and "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
+    assert len(errors) == 1 and "cannot write --report /dev/full" in errors[0], text
+
+
+def _with_metadata(path: str, folder, **changes) -> str:
+    """A copy of the policy file `path` with `dex4d.<key>` entries replaced; returns its path.
+
+    A change is a JSON value, a JSON string, or a function of the parsed old value.
+    """
+    import onnx
+
+    model = onnx.load(path)
+    for prop in model.metadata_props:
+        key = prop.key.removeprefix("dex4d.")
+        if key in changes:
+            new = changes[key]
+            new = new(json.loads(prop.value)) if callable(new) else new
+            prop.value = new if isinstance(new, str) else json.dumps(new)
+    out = folder / "edited.onnx"
+    onnx.save(model, str(out))
+    return str(out)
+
+
+def _mapping(**entries):
+    """A change of the action mapping's `entries`."""
+    return lambda mapping: {**mapping, **entries}
+
+
+def _limits(low_fn):
+    """A change of the action mapping's joint_low to `low_fn(mapping)`."""
+    return lambda mapping: {**mapping, "joint_low": low_fn(mapping)}
+
+
+_BAD_WRENCH = [
+    ({"control_frequency_hz": 0}, "control_frequency_hz"),
+    ({"control_frequency_hz": -20.0}, "control_frequency_hz"),
+    ({"control_frequency_hz": "NaN"}, "control_frequency_hz"),
+    ({"control_frequency_hz": 40.0}, "ctrl_dt"),  # the env config's ctrl_dt is 0.05 s
+    ({"action_mapping": _mapping(max_lin_speed=5.0)}, "max_lin_speed"),  # env: 0.3 m/s
+    ({"action_mapping": _mapping(max_ang_speed=-2.0)}, "max_ang_speed"),
+    ({"action_mapping": _mapping(max_ang_speed=float("inf"))}, "max_ang_speed"),
+    ({"env": "ap2ap"}, "'ap2ap'"),  # 22 joints, but the graph has joint_pos of size 0
+    ({"success_threshold": 0}, "success_threshold"),
+    ({"hold_steps": 0}, "hold_steps"),
+    ({"num_points": 32}, "num_points"),
+    # Another environment (no sizes implied) whose metadata disagrees with the graph.
+    ({"env": "custom", "env_config": "{}", "sizes": lambda s: {**s, "joint_pos": 3}},
+     "joint_pos"),
+]
+_BAD_ROBOT = [
+    ({"env": "ap2ap_wrench"}, "'ap2ap_wrench'"),  # 6 joints, but the graph has 22
+    ({"action_mapping": _mapping(arm_step=0.5)}, "arm_step"),  # env: 10 x 1/60 rad
+    ({"action_mapping": _mapping(arm_step=0)}, "arm_step"),
+    ({"action_mapping": _limits(lambda m: m["joint_low"][:21])}, "joint_low"),
+    ({"action_mapping": _limits(lambda m: [m["joint_high"][0] + 1] + m["joint_low"][1:])},
+     "joint 0"),
+    ({"action_mapping": _mapping(kind="twist")}, "arm_delta_hand_absolute"),
+]
+
+
+@pytest.mark.parametrize("which, changes, named",
+                         [("wrench", c, n) for c, n in _BAD_WRENCH]
+                         + [("robot", c, n) for c, n in _BAD_ROBOT])
+def test_a_file_with_inconsistent_metadata_is_refused(which, changes, named, untrained_policy,
+                                                      robot_policy, wrench_track, tmp_path,
+                                                      capsys):
+    """Inconsistent metadata is refused on load, and `dex4d run` says so in one line.
+
+    contract.PolicyInfo.from_metadata checks the entries against each other and against the
+    environment config the file carries; OnnxPolicy checks them against the graph's inputs.
+    """
+    path = untrained_policy if which == "wrench" else robot_policy[0]
+    edited = _with_metadata(path, tmp_path, **changes)
+    with pytest.raises(contract.PolicyFileError, match="re-export"):
+        OnnxPolicy(edited)
+    before = _digest(tmp_path)
+    code, text = run_cli(capsys, "run", "--onnx", edited, "--tracks", wrench_track,
+                         "--report", str(tmp_path / "r.json"))
+    _one_error_line(code, text, edited, named)
+    assert _digest(tmp_path) == before
+
+
+def test_the_valid_files_pass_the_metadata_checks(untrained_policy, robot_policy):
+    """The files the other tests run (both environments) are consistent."""
+    for path in (untrained_policy, robot_policy[0]):
+        OnnxPolicy(path).info.check(path)
+
+
+def test_run_help_shows_defaults_and_units_for_users(capsys):
+    """`dex4d run --help`: every default and unit, no module paths."""
+    code, text = run_cli(capsys, "run", "--help")
+    assert code == 0
+    text = " ".join(text.split())  # argparse wraps the help
+    for shown in ("(default: 300)", "(default: 0)", "(default: sim)", "(default: object 0)",
+                  "metres", "docs/deploy.md"):
+        assert shown in text, shown
+    for hidden in ("(default: None)", "dex4d_jax/", "deploy.runtime", "deploy.sim"):
+        assert hidden not in text, hidden

@@ -237,3 +237,45 @@ def test_export_refuses_a_network_with_an_unmirrored_module(student_run, tmp_pat
     code, text = run_cli(capsys, "export", "--policy", str(run), "--out", str(out))
     assert code == 2 and "No ONNX mirror for flax module" in text and "PointNet" in text, text
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_exported_file_is_readable_by_all_and_its_folder_is_created(student_run, tmp_path,
+                                                                    capsys):
+    """Mode 0644 under umask 022 (not mkstemp's 0600); a missing folder is created."""
+    import os
+    import stat
+
+    run, _, _ = student_run
+    out = tmp_path / "new" / "folder" / "student.onnx"
+    umask = os.umask(0o022)
+    try:
+        code, text = run_cli(capsys, "export", "--policy", str(run), "--out", str(out))
+    finally:
+        os.umask(umask)
+    assert code == 0, text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert [p.name for p in out.parent.iterdir()] == ["student.onnx"]  # no temporary left
+
+
+def test_export_to_a_path_under_a_file_is_one_line(student_run, tmp_path, capsys):
+    """--out whose folder is a file: one error line naming it, exit 2, nothing changed."""
+    run, _, _ = student_run
+    (tmp_path / "file").write_text("keep me")
+    out = str(tmp_path / "file" / "student.onnx")
+    code, text = run_cli(capsys, "export", "--policy", str(run), "--out", out)
+    assert code == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
+    assert len(errors) == 1 and len(errors[0]) < 500 and "Traceback" not in text, text
+    assert str(tmp_path / "file") in errors[0], text
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_export_help_shows_what_users_need(capsys):
+    """`dex4d export --help`: the arguments in user terms, no module paths."""
+    code, text = run_cli(capsys, "export", "--help")
+    assert code == 0
+    text = " ".join(text.split())
+    assert "created if missing" in text and "docs/deploy.md" in text
+    for hidden in ("(default: None)", "dex4d_jax/", "deploy.runtime"):
+        assert hidden not in text, hidden

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import run_headless, skip_without_gl
+from helpers import run_cli, run_headless, skip_without_gl
 from scipy.spatial.transform import Rotation
 
 from dex4d_jax.tracks import clean, cli, formats, lift, pipeline, synthetic, trackers
@@ -572,3 +572,90 @@ def test_cli_bad_input_is_a_usage_error(tmp_path, capsys):
     code = _run_cli(["tracks", "from-video", "--video", str(tmp_path / "v.mp4"), "--mask",
                      str(tmp_path / "m.png"), *common])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Fault discipline of `dex4d tracks`: one line `dex4d: error: ...` naming the argument, exit 2,
+# no traceback, nothing written and no existing file changed.
+# ----------------------------------------------------------------------------------------------
+
+
+def _files(folder) -> dict:
+    """{relative path: bytes} of every file under `folder`."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            open(os.path.join(root, name), "rb").read()
+            for root, _, files in os.walk(folder) for name in files}
+
+
+def _one_error_line(code, text, *named):
+    assert code == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
+    assert len(errors) == 1 and len(errors[0]) < 500, text
+    assert "Traceback" not in text, text
+    for name in named:
+        assert name in errors[0], (name, text)
+
+
+@pytest.mark.parametrize("where, named", [
+    ("full", "already exists and is not empty"),
+    ("full/a.txt", "is a file"),
+    ("full/a.txt/demo", "is a file, not a folder"),
+])
+def test_demo_refuses_a_folder_that_is_not_new_or_empty(where, named, tmp_path, capsys):
+    """As the training commands do: the user's files are never overwritten (nothing rendered)."""
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.txt").write_text("keep me")
+    before = _files(tmp_path)
+    out = str(tmp_path / where)
+    code, text = run_cli(capsys, "tracks", "demo", "--out", out)
+    _one_error_line(code, text, "--out", out, named)
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--ransac-threshold", "nan"], "--ransac-threshold"),
+    (["--ransac-threshold", "0"], "--ransac-threshold"),
+    (["--smooth-sigma", "inf"], "--smooth-sigma"),
+    (["--smooth-sigma", "-1"], "--smooth-sigma"),
+    (["--waypoint-distance", "nan"], "--waypoint-distance"),
+    (["--max-outlier-fraction", "1"], "--max-outlier-fraction"),
+    (["--num-points", "0"], "--num-points"),
+    (["--out", "missing/t.npz"], "does not exist"),
+    (["--out", "in.npz/t.npz"], "is a file"),
+    (["--out", "."], "is a folder"),
+    (["--out", "t.json"], ".npz"),
+])
+def test_tracks_refuses_bad_numbers_and_outputs_before_reading(argv, named, tmp_path, capsys,
+                                                               monkeypatch):
+    """Checked before any input is read (the inputs here do not even exist)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.npz").write_bytes(b"not read")
+    before = _files(tmp_path)
+    inputs = ["--video", "v.mp4", "--mask", "m.png", "--depth", "d.npz", "--camera", "c.npz",
+              "--depth0", "d0.npy"]
+    code, text = run_cli(capsys, "tracks", "from-video", *inputs, "--out", "t.npz", *argv)
+    _one_error_line(code, text, named)
+    assert _files(tmp_path) == before and not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("command", ["lift", "from-video", "demo"])
+def test_tracks_help_shows_defaults_and_units_for_users(command, capsys):
+    """Every option with a default says it; units are named; no developer text."""
+    code, text = run_cli(capsys, "tracks", command, "--help")
+    assert code == 0
+    text = " ".join(text.split())  # argparse wraps the help
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    sub = parser._subparsers._group_actions[0].choices["tracks"]
+    sub = sub._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        default = action.default
+        if default not in (None, False, argparse.SUPPRESS):
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert f"(default: {shown}" in text, action.dest
+    if command != "demo":
+        assert "metres" in text and "(default: 0.01)" in text
+    for hidden in ("(default: None)", "dex4d_jax", "add_parser", "run(args"):
+        assert hidden not in text, hidden
+    code, text = run_cli(capsys, "tracks", "--help")
+    assert code == 0 and "add_parser" not in text and "dex4d_jax" not in text

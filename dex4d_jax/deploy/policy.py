@@ -34,7 +34,7 @@ class OnnxPolicy:
         loop).
     """
 
-    def __init__(self, path: str, num_threads: int = 1):
+    def __init__(self, path: str, num_threads: int = 1):  # noqa: D107
         import onnxruntime as ort  # noqa: PLC0415
 
         if not os.path.isfile(path):
@@ -50,8 +50,10 @@ class OnnxPolicy:
             raise PolicyFileError(f"{path} is not a readable ONNX model ({e}).") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = PolicyInfo.from_metadata(meta, path)
-        contract.check_student_io(tuple(i.name for i in self.session.get_inputs()),
-                                  tuple(o.name for o in self.session.get_outputs()), path)
+        inputs = self.session.get_inputs()
+        contract.check_student_io(tuple(i.name for i in inputs),
+                                  tuple(o.name for o in self.session.get_outputs()), path,
+                                  {i.name: tuple(i.shape) for i in inputs}, self.info.sizes)
         self._shapes = contract.student_input_shapes(self.info.sizes)
 
     @property

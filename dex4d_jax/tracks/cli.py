@@ -6,71 +6,116 @@ r"""The `tracks` command: `lift` 2D tracks to 3D, or go `from-video` to 3D track
       --depth0 D0.npy --out T.npz --num-points 64 --waypoint-distance 0.01
 
 `add_parser(subparsers)` adds the command to a parser; `run(args, parser)` executes it and turns
-bad input (a missing file, a malformed array) into a usage error (exit status 2).
+bad input (an argument out of range, an output that cannot be written, a missing file, a
+malformed array) into a usage error (exit status 2) before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
+_DESCRIPTION = """\
+3D object point tracks, the goals `dex4d run` follows (docs/tracks.md).
+
+  dex4d tracks lift --tracks2d T2.npz --depth D.npz --camera C.npz --depth0 D0.npy --out T.npz
+  dex4d tracks demo --out demo/
+  dex4d tracks from-video --video V.mp4 --mask M.png --depth D.npz --camera C.npz \\
+      --depth0 D0.npy --out T.npz --num-points 64 --waypoint-distance 0.01
+
+Bad input (a missing file, a malformed array, a number out of range, an output that cannot be
+written) stops with one line `dex4d: error: ...` and exit status 2, writing nothing.
+"""
+
 
 def _add_clean_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output 3D tracks .npz (points, visible)")
+    p.add_argument("--out", required=True, metavar="TRACKS.npz",
+                   help="the 3D tracks to write (points [T, N, 3] in metres, world frame; "
+                        "visible [T, N]); its folder must exist")
     p.add_argument("--sampling", choices=("bilinear", "nearest"), default="bilinear",
-                   help="how depth is read at the track pixels")
-    p.add_argument("--ransac-threshold", type=float, default=0.01,
-                   help="metres off the object's rigid motion that make a point an outlier")
-    p.add_argument("--max-outlier-fraction", type=float, default=0.2,
-                   help="share of its frames a track may be off the rigid motion and be kept")
-    p.add_argument("--smooth-sigma", type=float, default=0.0,
-                   help="frames; > 0 smooths the fitted rigid motion and rebuilds the points")
-    p.add_argument("--waypoint-distance", type=float, default=0.0,
-                   help="metres of mean point motion between goal waypoints (0: every frame)")
+                   help="how depth is read at the track pixels (default: bilinear)")
+    p.add_argument("--ransac-threshold", type=float, default=0.01, metavar="METRES",
+                   help="distance off the object's rigid motion, in metres, that makes a point "
+                        "an outlier in a frame (default: 0.01)")
+    p.add_argument("--max-outlier-fraction", type=float, default=0.2, metavar="FRACTION",
+                   help="share of its frames, in [0, 1), a track may be an outlier and still be "
+                        "kept (default: 0.2)")
+    p.add_argument("--smooth-sigma", type=float, default=0.0, metavar="FRAMES",
+                   help="Gaussian sigma in frames; > 0 smooths the fitted rigid motion and "
+                        "rebuilds the points (default: 0, no smoothing)")
+    p.add_argument("--waypoint-distance", type=float, default=0.0, metavar="METRES",
+                   help="mean point motion in metres between goal waypoints (default: 0, every "
+                        "frame)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Adds `tracks {lift, from-video}` to an argparse subparsers object; returns its parser."""
+    """Adds `tracks {lift, from-video, demo}` to an argparse subparsers object; returns it."""
     tracks = subparsers.add_parser(
         "tracks", help="3D object point tracks from 2D tracks or a video (docs/tracks.md)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = tracks.add_subparsers(dest="tracks_command", required=True)
-    lift_p = sub.add_parser("lift", help="lift 2D tracks to metric world-frame 3D tracks")
-    lift_p.add_argument("--tracks2d", required=True, help=".npz with tracks [T,N,2], visible")
-    lift_p.add_argument("--depth", required=True, help=".npz with depth [T,H,W] and kind")
-    lift_p.add_argument("--camera", required=True, help=".npz with K [3,3], T_world_camera")
-    lift_p.add_argument("--depth0", required=True, help="first-frame metric depth .npy/.npz")
-    lift_p.add_argument("--mask", default=None,
+    lift_p = sub.add_parser("lift", help="lift 2D tracks to metric world-frame 3D tracks",
+                            description="Lift 2D pixel tracks to metric 3D tracks in the world "
+                                        "frame with a depth video and the camera.")
+    lift_p.add_argument("--tracks2d", required=True, metavar="T2.npz",
+                        help="2D tracks: tracks [T, N, 2] in pixels, visible [T, N]")
+    _add_input_args(lift_p)
+    lift_p.add_argument("--mask", default=None, metavar="MASK.png",
                         help="first-frame object mask for the metric scale (default: the "
                              "first-frame track pixels)")
     _add_clean_args(lift_p)
-    video_p = sub.add_parser("from-video", help="track points in a video and lift them to 3D")
-    video_p.add_argument("--video", required=True, help="the video (MP4, ...)")
-    video_p.add_argument("--mask", required=True, help="first-frame object mask image")
-    video_p.add_argument("--depth", required=True, help=".npz with depth [T,H,W] and kind")
-    video_p.add_argument("--camera", required=True, help=".npz with K [3,3], T_world_camera")
-    video_p.add_argument("--depth0", required=True, help="first-frame metric depth .npy/.npz")
-    video_p.add_argument("--num-points", type=int, default=64, help="points to track")
+    video_p = sub.add_parser("from-video", help="track points in a video and lift them to 3D",
+                             description="Track points on the object in a video and lift them "
+                                         "to metric 3D tracks in the world frame.")
+    video_p.add_argument("--video", required=True, metavar="VIDEO.mp4",
+                         help="the video (MP4 or any format imageio reads)")
+    video_p.add_argument("--mask", required=True, metavar="MASK.png",
+                         help="first-frame object mask: an image, .npy or .npz, non-zero on "
+                              "the object")
+    _add_input_args(video_p)
+    video_p.add_argument("--num-points", type=int, default=64, metavar="N",
+                         help="points to track on the object (default: 64)")
     _add_clean_args(video_p)
     demo_p = sub.add_parser("demo", help="render a textured box moving above the ap2ap_wrench "
-                                         "table: the inputs of from-video, with ground truth")
-    demo_p.add_argument("--out", required=True, help="folder for video.mp4, mask.png, "
-                                                     "depth.npz, camera.npz, depth0.npy")
+                                         "table: the inputs of from-video, with ground truth",
+                            description="Render a textured box moving above the ap2ap_wrench "
+                                        "table and write the inputs of `tracks from-video` with "
+                                        "the ground truth; prints the commands that use them.")
+    demo_p.add_argument("--out", required=True, metavar="DIR",
+                        help="a new or empty folder for video.mp4, mask.png, depth.npz, "
+                             "camera.npz, depth0.npy and ground_truth.npz (created if missing)")
     demo_p.add_argument("--disparity", action="store_true",
-                        help="write relative disparity instead of relative depth")
+                        help="write relative disparity instead of relative depth (default: "
+                             "relative depth)")
     return tracks
 
 
-def _demo(args) -> int:
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", required=True, metavar="DEPTH.npz",
+                   help="relative depth video: depth [T, H, W] and kind (depth or disparity)")
+    p.add_argument("--camera", required=True, metavar="CAMERA.npz",
+                   help="intrinsics K [3, 3] (pixels) and, optionally, the camera pose "
+                        "T_world_camera [4, 4] (metres)")
+    p.add_argument("--depth0", required=True, metavar="DEPTH0.npy",
+                   help="first-frame metric depth [H, W] in metres (.npy or .npz)")
+
+
+def _demo(args, parser: argparse.ArgumentParser) -> int:
     """Renders synthetic.table_demo() and prints the commands that use it."""
     from dex4d_jax.tracks import synthetic  # noqa: PLC0415
 
     half, (pos, quat), camera = synthetic.table_demo()
     scene = synthetic.render_box_scene(half, camera=camera, poses=(pos, quat))
-    paths = synthetic.save_scene_files(scene, args.out,
-                                       depth_kind="disparity" if args.disparity else "depth",
-                                       depth_scale=2.5 if args.disparity else 0.37)
+    try:
+        paths = synthetic.save_scene_files(scene, args.out,
+                                           depth_kind="disparity" if args.disparity else "depth",
+                                           depth_scale=2.5 if args.disparity else 0.37)
+    except OSError as err:  # disk full, ...
+        parser.error(f"cannot write --out {args.out}: {' '.join(str(err).split())}; free space "
+                     "or choose another location")
+        return 2
     box = ",".join(f"{h:g}" for h in half)
     pose = " ".join(f"{v:.4g}" for v in [*pos[0], *quat[0]])
     print(f"Wrote {len(scene.rgb)} frames of a {box} m (half sizes) box to {args.out}/ "
@@ -83,18 +128,61 @@ def _demo(args) -> int:
     return 0
 
 
-def _check_numbers(args, parser) -> None:
+def _output_problem(path: str, is_folder: bool = False) -> str | None:
+    """Why --out `path` cannot be written, or None; nothing is created or changed.
+
+    A file (.npz) must not be a folder and its folder must exist. A folder (`is_folder`,
+    tracks demo) may be missing (it is created) or empty, and what it is created in must be a
+    folder.
+    """
+    path = os.path.abspath(path)
+    if is_folder:
+        if os.path.isfile(path):
+            return f"--out {path} is a file; give a new or empty folder"
+        if os.path.isdir(path) and os.listdir(path):
+            return (f"--out {path} already exists and is not empty; choose a new folder or "
+                    "empty it")
+        folder = path
+    else:
+        if os.path.isdir(path):
+            return f"--out {path} is a folder; give a .npz file name"
+        if not path.endswith(".npz"):
+            return f"--out {path} does not end in .npz; give a .npz file name"
+        folder = os.path.dirname(path)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"--out {path}: {existing} is a file, not a folder; choose another location"
+    if existing != folder and not is_folder:
+        return f"--out {path}: the folder {folder} does not exist; create it first"
+    if not os.access(existing, os.W_OK | os.X_OK) or (
+            not is_folder and os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"--out {path}: {existing} is not writable; choose another location"
+    return None
+
+
+def _argument_problem(args) -> str | None:
+    """The first argument out of its range, or None (checked before anything is read)."""
+    if args.tracks_command == "demo":
+        return _output_problem(args.out, is_folder=True)
+    numbers = {"--ransac-threshold": args.ransac_threshold,
+               "--max-outlier-fraction": args.max_outlier_fraction,
+               "--smooth-sigma": args.smooth_sigma, "--waypoint-distance": args.waypoint_distance}
+    for flag, value in numbers.items():
+        if not math.isfinite(value):
+            return f"{flag} is {value}; give a finite number"
     if args.ransac_threshold <= 0:
-        parser.error("--ransac-threshold must be positive (metres)")
+        return f"--ransac-threshold must be positive (metres), got {args.ransac_threshold:g}"
     if not 0.0 <= args.max_outlier_fraction < 1.0:
-        parser.error("--max-outlier-fraction must be in [0, 1)")
+        return f"--max-outlier-fraction must be in [0, 1), got {args.max_outlier_fraction:g}"
+    if args.smooth_sigma < 0:
+        return f"--smooth-sigma must be >= 0 (frames), got {args.smooth_sigma:g}"
     if args.waypoint_distance < 0:
-        parser.error("--waypoint-distance must be >= 0 (metres)")
+        return f"--waypoint-distance must be >= 0 (metres), got {args.waypoint_distance:g}"
     if getattr(args, "num_points", 1) <= 0:
-        parser.error("--num-points must be positive")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        parser.error(f"--out: the folder {out_dir} does not exist")
+        return f"--num-points must be positive, got {args.num_points}"
+    return _output_problem(args.out)
 
 
 def _summary(result, out: str) -> str:
@@ -113,16 +201,19 @@ def _summary(result, out: str) -> str:
 
 
 def run(args, parser: argparse.ArgumentParser) -> int:
-    """Executes `tracks lift` or `tracks from-video`; prints a summary; returns 0.
+    """Executes `tracks lift`, `tracks from-video` or `tracks demo`; prints a summary; returns 0.
 
-    Bad input (missing file, malformed array, inputs that do not fit together) becomes
-    `parser.error(message)`, which exits with status 2.
+    Bad input (an argument out of range, an output that cannot be written, a missing file, a
+    malformed array, inputs that do not fit together) becomes `parser.error(message)`, which
+    exits with status 2, before anything is written.
     """
     from dex4d_jax.tracks import clean, formats, pipeline  # noqa: PLC0415
 
+    problem = _argument_problem(args)
+    if problem:
+        parser.error(problem)
     if args.tracks_command == "demo":
-        return _demo(args)
-    _check_numbers(args, parser)
+        return _demo(args, parser)
     clean_kwargs = dict(sampling=args.sampling, cleaning=clean.CleanOptions(
         ransac_threshold=args.ransac_threshold, max_outlier_fraction=args.max_outlier_fraction,
         smooth_sigma_frames=args.smooth_sigma, waypoint_distance=args.waypoint_distance))
@@ -146,8 +237,16 @@ def run(args, parser: argparse.ArgumentParser) -> int:
             parser.error(f"unknown tracks command {args.tracks_command!r}")
             return 2
     except (FileNotFoundError, ValueError) as err:  # FormatError is a ValueError
-        parser.error(str(err))
+        parser.error(" ".join(str(err).split()))
         return 2
-    formats.save_tracks3d(args.out, result.tracks)
+    except OSError as err:  # a folder given for a file, no permission
+        parser.error(f"cannot read {err.filename}: {err.strerror}; check the path")
+        return 2
+    try:
+        formats.save_tracks3d(args.out, result.tracks)
+    except OSError as err:  # disk full, ...
+        parser.error(f"cannot write --out {args.out}: {' '.join(str(err).split())}; free space "
+                     "or choose another location")
+        return 2
     print(_summary(result, args.out))
     return 0

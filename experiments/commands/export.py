@@ -10,10 +10,12 @@ from dex4d_jax.experiments.commands.common import enable_compilation_cache, erro
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     parser.add_argument("--policy", required=True, metavar="DIR",
-                        help="a student or teacher run (its latest checkpoint) or checkpoint "
-                             "folder")
+                        help="a student or teacher run folder (its latest checkpoint is "
+                             "exported) or one of its checkpoint folders")
     parser.add_argument("--out", required=True, metavar="FILE.onnx",
-                        help="the ONNX file to write")
+                        help="the ONNX file to write (its folder is created if missing); it "
+                             "is written only after the graph has been checked against the "
+                             "trained policy (see docs/deploy.md)")
 
 
 def run(args, parser, argv) -> int:
