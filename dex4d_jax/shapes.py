@@ -275,3 +275,20 @@ def object_keypoints(
     dense = sample_compound_surface(primitives, num_samples, rng).astype(np.float32)
     start = int(rng.integers(num_samples))
     return dense[farthest_point_sampling_np(dense, num_points, start)]
+
+
+def shape_descriptors(keypoints: np.ndarray) -> np.ndarray:
+    """Six numbers per object that describe its shape, in its own frame.
+
+    Args:
+      keypoints: [K, P, 3] surface points of K objects (metres, object frame).
+
+    Returns:
+      [K, 6] float32: the keypoints' bounding-box extents (x, y, z) and the square roots of
+      their covariance's eigenvalues, largest first (the principal spreads, metres).
+    """
+    extents = keypoints.max(axis=1) - keypoints.min(axis=1)
+    centred = keypoints - keypoints.mean(axis=1, keepdims=True)
+    cov = np.einsum("kpi,kpj->kij", centred, centred) / keypoints.shape[1]
+    spreads = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[:, ::-1], 0.0))
+    return np.concatenate([extents, spreads], axis=1).astype(np.float32)

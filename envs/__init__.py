@@ -21,10 +21,14 @@ from dex4d_jax.envs import ap2ap, ap2ap_wrench
 from dex4d_jax.envs.base import MjxEnv
 from ml_collections import config_dict
 
+from dex4d_jax import config_checks
+
 _ENVS: dict[str, tuple[Callable[..., MjxEnv], Callable[[], config_dict.ConfigDict]]] = {
     "ap2ap": (ap2ap.Ap2ap, ap2ap.default_config),
     "ap2ap_wrench": (ap2ap_wrench.Ap2apWrench, ap2ap_wrench.default_config),
 }
+# Each environment's declared setting ranges (dex4d_jax/config_checks.py).
+_RANGES = {"ap2ap": ap2ap.SETTING_RANGES, "ap2ap_wrench": ap2ap_wrench.SETTING_RANGES}
 ALL_ENVS = tuple(_ENVS)
 
 
@@ -106,9 +110,23 @@ def from_run_config(config: config_dict.ConfigDict, evaluation: bool = False) ->
     return load(name, config=env_config)
 
 
+def check_settings(name: str, config: config_dict.ConfigDict, prefix: str = "",
+                   where: str = "") -> None:
+    """Raises config_checks.SettingError for a setting of environment `name` outside its
+    declared range (`SETTING_RANGES` of its module); messages name keys with `prefix`."""
+    _check_name(name)
+    config_checks.check(config, _RANGES[name], prefix=prefix, where=where)
+
+
 def load(name: str, config: config_dict.ConfigDict | None = None, **overrides: Any) -> MjxEnv:
-    """Builds environment `name` from `config` (default: its default config) plus overrides."""
+    """Builds environment `name` from `config` (default: its default config) plus overrides.
+
+    Raises:
+      ValueError: unknown environment; config_checks.SettingError (a ValueError): a setting
+        outside its declared range. KeyError/TypeError: an unknown setting or a wrong type.
+    """
     _check_name(name)
     cls, default = _ENVS[name]
     config = apply_overrides(config if config is not None else default(), overrides)
+    check_settings(name, config)
     return cls(config)

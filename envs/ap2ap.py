@@ -51,7 +51,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco.mjx._src import support as mjx_support
 
-from dex4d_jax import geometry, object_library, robot
+from dex4d_jax import config_checks, geometry, object_library, robot, shapes
 from dex4d_jax.envs import base, contacts, objects, poses, robot_scene
 
 NUM_POINTS = 128
@@ -146,6 +146,24 @@ def default_config() -> config_dict.ConfigDict:
     )
 
 
+# Declared ranges of the settings (dex4d_jax/config_checks.py), checked before anything runs.
+SETTING_RANGES = {
+    **poses.SAMPLING_RANGES,
+    **dict.fromkeys(("sim_dt", "ctrl_dt", "arm_speed_scale", "arm_delta_dt", "success_threshold",
+                     "contact_fingertip_sum", "contact_palm", "obs_clip",
+                     "randomization.push_interval"), config_checks.positive()),
+    **dict.fromkeys(("episode_length", "num_objects", "hold_steps"), config_checks.at_least(1)),
+    **dict.fromkeys(("hand_init_noise", *(f"randomization.{k}" for k in (
+        "obs_white", "obs_correlated", "action_white", "action_correlated", "gravity_std",
+        "joint_limit_std", "push_linear", "push_angular"))), config_checks.non_negative()),
+    "split": config_checks.OneOf(("train", "unseen", "ycb")),
+    "families": config_checks.OneOf(object_library.FAMILIES, many=True),
+    "hand_init": config_checks.OneOf(("low", "high")),
+    "object_seed": config_checks.Range(integer=True),
+    "too_far_threshold": config_checks.Range(),
+}
+
+
 def stage_config(stage: int) -> config_dict.ConfigDict:
     """The default config with stage `stage` (1, 2 or 3) of Table IV applied."""
     if stage not in STAGES:
@@ -172,7 +190,7 @@ class Ap2ap(base.MjxEnv):
         self._init_data = mjx.make_data(self._mjx_model)
         self._keypoints = jnp.asarray(self._scene.keypoints)
         self._support = jnp.asarray(self._scene.support)
-        self._shape = jnp.asarray(_shape_descriptors(self._scene.keypoints))
+        self._shape = jnp.asarray(shapes.shape_descriptors(self._scene.keypoints))
         self._base = jnp.asarray(robot.BASE_POS, jnp.float32)
         self._center = jnp.asarray(CENTER, jnp.float32)
 
@@ -584,12 +602,3 @@ def reward_terms(distance, contact, success, held, fingertip_distance, palm_dist
             0.0),
         "action": jnp.maximum(-0.01 * jnp.sum(action**2), -0.5),
     }
-
-
-def _shape_descriptors(keypoints: np.ndarray) -> np.ndarray:
-    """[K, 6]: bounding-box extents of each object's keypoints and their principal spreads."""
-    extents = keypoints.max(axis=1) - keypoints.min(axis=1)
-    centred = keypoints - keypoints.mean(axis=1, keepdims=True)
-    cov = np.einsum("kpi,kpj->kij", centred, centred) / keypoints.shape[1]
-    spreads = np.sqrt(np.maximum(np.linalg.eigvalsh(cov)[:, ::-1], 0.0))
-    return np.concatenate([extents, spreads], axis=1).astype(np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 
-from dex4d_jax import geometry, object_families, scene_models, shapes
+from dex4d_jax import config_checks, geometry, object_families, scene_models, shapes
 from dex4d_jax.envs import base, objects, poses
 
 NUM_POINTS = 128
@@ -60,6 +60,24 @@ def default_config() -> config_dict.ConfigDict:
         obs_clip=5.0,
         reward_weights=config_dict.create(goal=1.0, bonus=1.0, action=1.0),
     )
+
+
+# Declared ranges of the settings (dex4d_jax/config_checks.py), checked before anything runs.
+SETTING_RANGES = {
+    **poses.SAMPLING_RANGES,
+    "ctrl_dt": config_checks.positive(),
+    "sim_dt": config_checks.positive(),
+    "episode_length": config_checks.at_least(1),
+    "families": config_checks.OneOf(object_families.FAMILIES, many=True),
+    "num_objects": config_checks.at_least(1),
+    "object_seed": config_checks.Range(integer=True),
+    "max_lin_speed": config_checks.positive(),
+    "max_ang_speed": config_checks.positive(),
+    "success_threshold": config_checks.positive(),
+    "hold_steps": config_checks.at_least(1),
+    "too_far_threshold": config_checks.Range(),
+    "obs_clip": config_checks.positive(),
+}
 
 
 class Ap2apWrench(base.MjxEnv):

@@ -10,14 +10,26 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from dex4d_jax import geometry
 from dex4d_jax.envs import objects
+
+from dex4d_jax import config_checks, geometry
 
 _S = float(np.sqrt(0.5))
 # The six face-down orientations of an object frame (each axis pointing down once).
 FACE_QUATS = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [_S, _S, 0, 0], [_S, -_S, 0, 0],
                        [_S, 0, _S, 0], [_S, 0, -_S, 0]], np.float32)
+
+
+# Declared ranges of the pose-sampling settings (dex4d_jax/config_checks.py).
+SAMPLING_RANGES = {
+    "reset_stable_ratio": config_checks.fraction(),
+    "reset_xy_range": config_checks.non_negative(),
+    "first_goal_xy_range": config_checks.non_negative(),
+    "first_goal_max_angle": config_checks.Range(0.0, float(np.pi)),
+    "next_goal_pos_range": config_checks.non_negative(),
+    "next_goal_max_angle": config_checks.Range(0.0, float(np.pi)),
+    "goal_reset_stable_ratio": config_checks.fraction(),
+}
 
 
 def sampling_config(goal_reset_stable_ratio: float) -> dict:

@@ -33,8 +33,8 @@ COMMANDS = {
 }
 _HELP = {
     "train": "train a policy (teacher with PPO, student with DAgger)",
-    "export": "export a student or teacher to ONNX (dex4d_jax/export)",
-    "run": "run an exported student in closed loop along a 3D point track (dex4d_jax/deploy)",
+    "export": "export a trained student or teacher to one ONNX file (docs/deploy.md)",
+    "run": "run an exported student in closed loop along a 3D point track (docs/deploy.md)",
     "tracks": "3D object point tracks from 2D tracks or a video (docs/tracks.md)",
     "envs": "list the registered environments",
     "objects": "count the object library by family; render a sheet of it",
@@ -71,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         use_headless_gl()
     parser, module = _parser(chosen)
     args = parser.parse_args(argv)
-    if args.command == "tracks":
-        return module.run(args, parser)
-    return module.run(args, parser, argv)
+    try:
+        if args.command == "tracks":
+            return module.run(args, parser)
+        return module.run(args, parser, argv)
+    except KeyboardInterrupt as err:  # Ctrl-C at any moment: one line, exit 130
+        print(f"\n{err}" if str(err) else "\nInterrupted.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

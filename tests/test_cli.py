@@ -16,8 +16,8 @@ def test_bad_choices_list_the_valid_ones(capsys, tmp_path):
     assert code == 2 and "paired" in text and "decoupled" in text
     code, text = run_cli(capsys, "train", "teacher", "--env", "ap2ap_hand", "--out", str(tmp_path))
     assert code == 2 and "ap2ap_wrench" in text
-    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "env.bogus=1")
-    assert code == 2 and "env.success_threshold" in text
+    code, text = run_cli(capsys, "train", "teacher", "--out", str(tmp_path), "--set", "env.success_treshold=1")
+    assert code == 2 and "did you mean env.success_threshold" in text
     code, text = run_cli(capsys, "train", "teacher")
     assert code == 2 and "--out" in text
 
@@ -33,10 +33,13 @@ def test_existing_output_directory_is_refused_and_kept(capsys, tmp_path):
 def test_resume_without_a_run_or_checkpoint_fails_clearly(capsys, tmp_path):
     code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "none"))
     assert code == 2 and "config.json" in text
+    # A run whose setup was interrupted (config.json, no checkpoint yet) is resumable: it
+    # starts from step 0 with its saved config.
     config = teacher.get_config("quick")
     run_dir.prepare_run_dir(str(tmp_path / "run"), config, resume=False)
-    code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(tmp_path / "run"))
-    assert code == 2 and "no complete checkpoint" in text
+    saved, step, path = run_dir.prepare_run_dir(str(tmp_path / "run"), None, resume=True,
+                                                log=lambda _: None)
+    assert (step, path) == (0, None) and saved.to_dict() == config.to_dict()
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path):

@@ -259,7 +259,7 @@ def test_cli_errors(teacher_run, tmp_path, capsys):
     code, out = run_cli(capsys, "train", "student", "--teacher", str(teacher_run), "--env",
                         "ap2ap_wrench", "--set", "dagger.learning_rate=fast", "--out",
                         str(tmp_path / "d"))
-    assert code == 2 and "cannot be casted" in out
+    assert code == 2 and "expected float" in out
     code, out = run_cli(capsys, "train", "student", "--resume", "--out", str(tmp_path / "e"))
     assert code == 2 and "Cannot resume" in out
     for path in ("a", "b", "c", "d"):

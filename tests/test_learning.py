@@ -49,8 +49,10 @@ def test_teacher_learns_and_resumes(teacher_run):
     shutil.rmtree(os.path.join(out, "checkpoints", f"{steps[-1]:012d}"))
     resumed = train_teacher(None, str(out), resume=True, progress=False)
     after = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(after) > len(lines)  # appended, not overwritten
-    assert after[len(lines)]["step"] >= steps[-2]  # counted on from the restored step
+    # The record of the deleted checkpoint's epoch is replaced by the redone epoch's: no step
+    # is logged twice, the earlier records are kept, and the time counts on.
+    assert [x["step"] for x in after] == [x["step"] for x in lines]
+    assert after[:-1] == lines[:-1] and after[-1]["time"] > lines[-2]["time"]
     # Whole PPO iterations per evaluation epoch, as in Brax, so the end may pass the budget.
     final_step, final_path = run_dir.list_checkpoints(str(out))[-1]
     assert final_step == steps[-1]

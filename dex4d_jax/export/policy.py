@@ -207,6 +207,11 @@ def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print) 
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".onnx.tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    # mkstemp makes the file 0600; an exported policy is for others too (0644 under the
+    # usual umask), as any file the user writes.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, out)
     log(f"Exported the {policy.kind.split('/')[0].removeprefix('dex4d-')} of {policy.checkpoint} "
         f"(step {policy.step:,}) to {out} ({len(data) / 1e6:.1f} MB); ONNX vs JAX max "

@@ -74,69 +74,76 @@ def train_student(config: config_dict.ConfigDict | None, out_dir: str, env, eval
     out_dir = os.path.abspath(out_dir)
     if config is not None and not config.teacher.path:
         raise ValueError("The config has no teacher; use bind_teacher(config, TEACHER, ENV).")
-    config, start_step, restore_path = run_dir.prepare_run_dir(out_dir, config, resume,
-                                                               checkpoint.DAGGER_FORMAT)
-    teacher_fn, teacher_params, _, _, _ = policies.load_teacher_policy(
-        config.teacher.path, env.observation_size, env.action_size)
-    policy = make_policy(config, env)
-    algo = dagger.DAgger(env, policy, teacher_fn, config.dagger, max_devices=max_devices)
-    schedule = algo.schedule
-    state = algo.init_state(config.dagger.seed)
-    root = os.path.join(out_dir, run_dir.CHECKPOINT_DIR)
-    writer_process = jax.process_index() == 0
-    if resume:
-        state = dagger.restore_checkpoint(restore_path, state)
-        loop.check_resumable(state, schedule, restore_path)
-        log(f"Resuming {out_dir} at step {start_step:,} of {schedule.total_steps:,}.")
-    elif writer_process:
-        dagger.save_checkpoint(root, state, 0)
+    with run_dir.exclusive(out_dir, resume):
+        config, start_step, restore_path = run_dir.prepare_run_dir(
+            out_dir, config, resume, checkpoint.DAGGER_FORMAT, log=log)
+        writer_process = jax.process_index() == 0
+        try:
+            teacher_fn, teacher_params, _, _, _ = policies.load_teacher_policy(
+                config.teacher.path, env.observation_size, env.action_size)
+            policy = make_policy(config, env)
+            algo = dagger.DAgger(env, policy, teacher_fn, config.dagger,
+                                 max_devices=max_devices)
+            schedule = algo.schedule
+            state = algo.init_state(config.dagger.seed)
+            root = os.path.join(out_dir, run_dir.CHECKPOINT_DIR)
+            if restore_path is not None:
+                state = dagger.restore_checkpoint(restore_path, state)
+                loop.check_resumable(state, schedule, restore_path)
+                log(f"Resuming {out_dir} at step {start_step:,} of {schedule.total_steps:,}.")
+            elif writer_process:
+                dagger.save_checkpoint(root, state, 0)
+        except BaseException:
+            if not resume and writer_process:
+                run_dir.remove_unfinished(out_dir)  # a setup that failed leaves nothing
+            raise
 
-    length = config.dagger.episode_length
-    student_rollout = evaluation.make_rollout(eval_env, policy.rollout_act, length,
-                                              policy_init=policy.rollout_init)
+        length = config.dagger.episode_length
+        student_rollout = evaluation.make_rollout(eval_env, policy.rollout_act, length,
+                                                  policy_init=policy.rollout_init)
 
-    def run_eval(state, num_episodes, seed):
-        return evaluation.evaluate(student_rollout, state.training.params, num_episodes, seed,
-                                   batch_size=config.dagger.num_eval_envs)
+        def run_eval(state, num_episodes, seed):
+            return evaluation.evaluate(student_rollout, state.training.params, num_episodes,
+                                       seed, batch_size=config.dagger.num_eval_envs)
 
-    def evaluate_state(state):
-        return run_eval(state, config.dagger.num_eval_envs, config.eval.seed + 1).as_dict()
+        def evaluate_state(state):
+            return run_eval(state, config.dagger.num_eval_envs, config.eval.seed + 1).as_dict()
 
-    def on_diverged(step, metrics):
-        return loop.diverged_message(
-            "Distillation", out_dir, step, metrics,
-            "Start a new run with a lower learning rate (--set dagger.learning_rate=...) or "
-            "gradient clipping (--set dagger.max_grad_norm=1.0).")
+        def on_diverged(step, metrics):
+            return loop.diverged_message(
+                "Distillation", out_dir, step, metrics,
+                "Start a new run with a lower learning rate (--set dagger.learning_rate=...) or "
+                "gradient clipping (--set dagger.max_grad_norm=1.0).")
 
-    t0 = time.time()
-    last_metrics = {}
+        t0 = time.time()
+        last_metrics = {}
 
-    def run_epoch(state):
-        out = algo.run_epoch(state, teacher_params)
-        last_metrics.clear()
-        last_metrics.update(out[1])
-        return out
+        def run_epoch(state):
+            out = algo.run_epoch(state, teacher_params)
+            last_metrics.clear()
+            last_metrics.update(out[1])
+            return out
 
-    state = loop.run_epochs(out_dir, state, schedule, run_epoch, dagger.save_checkpoint,
-                            evaluate_state, on_diverged, progress=progress, log=log,
-                            start_step=start_step)
-    student = run_eval(state, config.eval.num_episodes, config.eval.seed)
-    teacher_rollout = evaluation.make_rollout(eval_env, teacher_fn, length)
-    teacher = evaluation.evaluate(teacher_rollout, teacher_params, config.eval.num_episodes,
-                                  config.eval.seed, batch_size=config.dagger.num_eval_envs)
-    result = {
-        "step": state.env_steps,
-        "train_seconds": time.time() - t0,
-        "student": student.as_dict(),
-        "teacher": teacher.as_dict(),
-        # null when the teacher never succeeds (nothing to compare with).
-        "success_ratio": (student.success_rate / teacher.success_rate
-                          if teacher.success_rate > 0 else None),
-        # Held-out world-model errors of the last epoch (absent when resuming a finished run).
-        "world_model": {k.removeprefix("training/loss/"): v for k, v in last_metrics.items()
-                        if k.startswith("training/loss/next_")},
-    }
-    if writer_process:
-        with open(os.path.join(out_dir, "eval.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        state = loop.run_epochs(out_dir, state, schedule, run_epoch, dagger.save_checkpoint,
+                                evaluate_state, on_diverged, progress=progress,
+                                start_step=start_step)
+        student = run_eval(state, config.eval.num_episodes, config.eval.seed)
+        teacher_rollout = evaluation.make_rollout(eval_env, teacher_fn, length)
+        teacher = evaluation.evaluate(teacher_rollout, teacher_params, config.eval.num_episodes,
+                                      config.eval.seed, batch_size=config.dagger.num_eval_envs)
+        result = {
+            "step": state.env_steps,
+            "train_seconds": time.time() - t0,
+            "student": student.as_dict(),
+            "teacher": teacher.as_dict(),
+            # null when the teacher never succeeds (nothing to compare with).
+            "success_ratio": (student.success_rate / teacher.success_rate
+                              if teacher.success_rate > 0 else None),
+            # Held-out world-model errors of the last epoch (absent when resuming a finished
+            # run).
+            "world_model": {k.removeprefix("training/loss/"): v for k, v in last_metrics.items()
+                            if k.startswith("training/loss/next_")},
+        }
+        if writer_process:
+            run_dir.write_atomic(os.path.join(out_dir, "eval.json"), json.dumps(result, indent=2))
     return result

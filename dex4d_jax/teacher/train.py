@@ -57,6 +57,11 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval
       checkpoint.CheckpointError: a checkpoint is unreadable or does not fit.
       loop.TrainingDiverged: a loss, parameter or optimizer value became NaN or infinite; the
         message names the last good checkpoint and how to go on from it.
+      loop.Interrupted: Ctrl-C; the message says where to resume from.
+
+    A fresh run whose setup fails before its step-0 checkpoint (parameters that do not fit,
+    Ctrl-C) leaves no folder behind; a run folder is used by one process at a time
+    (`run_dir.exclusive`).
     """
     out_dir = os.path.abspath(out_dir)  # orbax needs absolute paths
     source = None
@@ -68,50 +73,57 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval
         warm = policies.load_inference_params(source)
         config = config_dict.ConfigDict(config.to_dict())
         config.init_from = {"path": source, "step": source_step}
-    config, start_step, restore_path = run_dir.prepare_run_dir(out_dir, config, resume,
-                                                               checkpoint.PPO_FORMAT)
-    ppo_cfg = config.ppo
-    writer_process = jax.process_index() == 0
+    with run_dir.exclusive(out_dir, resume):
+        config, start_step, restore_path = run_dir.prepare_run_dir(
+            out_dir, config, resume, checkpoint.PPO_FORMAT, log=log)
+        ppo_cfg = config.ppo
+        writer_process = jax.process_index() == 0
+        try:
+            networks = policies.teacher_networks(config, env.observation_size,
+                                                 env.action_size)
+            algo = ppo.PPO(env, networks, ppo_cfg)
+            schedule = algo.schedule
+            state = algo.init_state(ppo_cfg.seed)
+            root = os.path.join(out_dir, run_dir.CHECKPOINT_DIR)
+            if restore_path is not None:
+                state = ppo.restore_checkpoint(restore_path, state)
+                loop.check_resumable(state, schedule, restore_path)
+                log(f"Resuming {out_dir} at step {start_step:,} of {schedule.total_steps:,}.")
+                if state.env_steps >= schedule.total_steps:
+                    log("The run is already complete; evaluating its last checkpoint.")
+            else:
+                if source is not None:
+                    state = algo.warm_start(state, *warm, source=source)
+                    log(f"Starting from the parameters of {source} (step {source_step:,}).")
+                if writer_process:  # step 0: resumable at once, a checkpoint to fall back to
+                    ppo.save_checkpoint(root, state, 0)
+        except BaseException:
+            if not resume and writer_process:
+                run_dir.remove_unfinished(out_dir)  # a setup that failed leaves nothing
+            raise
 
-    networks = policies.teacher_networks(config, env.observation_size, env.action_size)
-    algo = ppo.PPO(env, networks, ppo_cfg)
-    schedule = algo.schedule
-    state = algo.init_state(ppo_cfg.seed)
-    root = os.path.join(out_dir, run_dir.CHECKPOINT_DIR)
-    if resume:
-        state = ppo.restore_checkpoint(restore_path, state)
-        loop.check_resumable(state, schedule, restore_path)
-        log(f"Resuming {out_dir} at step {start_step:,} of {schedule.total_steps:,}.")
-        if state.env_steps >= schedule.total_steps:
-            log("The run is already complete; evaluating its last checkpoint.")
-    else:
-        if source is not None:
-            state = algo.warm_start(state, *warm, source=source)
-            log(f"Starting from the parameters of {source} (step {source_step:,}).")
-        if writer_process:  # step 0: resumable at once, and a good checkpoint to fall back to
-            ppo.save_checkpoint(root, state, 0)
+        rollout = evaluation.make_rollout(eval_env, policies.deterministic_policy(networks),
+                                          ppo_cfg.episode_length)
 
-    rollout = evaluation.make_rollout(eval_env, policies.deterministic_policy(networks),
-                                      ppo_cfg.episode_length)
+        def run_eval(params, num_episodes, seed):
+            return evaluation.evaluate(rollout, params, num_episodes, seed,
+                                       batch_size=ppo_cfg.num_eval_envs)
 
-    def run_eval(params, num_episodes, seed):
-        return evaluation.evaluate(rollout, params, num_episodes, seed,
-                                   batch_size=ppo_cfg.num_eval_envs)
+        def evaluate_params(state):
+            return run_eval(algo.inference_params(state), ppo_cfg.num_eval_envs,
+                            config.eval.seed + 1).as_dict()
 
-    def evaluate_params(state):
-        return run_eval(algo.inference_params(state), ppo_cfg.num_eval_envs,
-                        config.eval.seed + 1).as_dict()
+        def on_diverged(step, metrics):
+            return loop.diverged_message("Training", out_dir, step, metrics, _advice(out_dir))
 
-    def on_diverged(step, metrics):
-        return loop.diverged_message("Training", out_dir, step, metrics, _advice(out_dir))
-
-    t0 = time.time()
-    state = loop.run_epochs(out_dir, state, schedule, algo.run_epoch, ppo.save_checkpoint,
-                            evaluate_params, on_diverged, progress=progress, log=log,
-                            start_step=start_step)
-    result = run_eval(algo.inference_params(state), config.eval.num_episodes, config.eval.seed)
-    if writer_process:
-        with open(os.path.join(out_dir, "eval.json"), "w") as f:
-            json.dump({"step": state.env_steps, "train_seconds": time.time() - t0,
-                       **result.as_dict()}, f, indent=2)
+        t0 = time.time()
+        state = loop.run_epochs(out_dir, state, schedule, algo.run_epoch, ppo.save_checkpoint,
+                                evaluate_params, on_diverged, progress=progress,
+                                start_step=start_step)
+        result = run_eval(algo.inference_params(state), config.eval.num_episodes,
+                          config.eval.seed)
+        if writer_process:
+            run_dir.write_atomic(os.path.join(out_dir, "eval.json"), json.dumps(
+                {"step": state.env_steps, "train_seconds": time.time() - t0,
+                 **result.as_dict()}, indent=2))
     return result

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -35,6 +36,10 @@ T = TypeVar("T")
 
 class TrainingDiverged(RuntimeError):
     """A loss, parameter or optimizer value became NaN or infinite; nothing was saved."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can be resumed from."""
 
 
 @dataclasses.dataclass
@@ -207,7 +212,7 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
                save: Callable[[str, LoopState, int], Any],
                evaluate: Callable[[LoopState], dict],
                on_diverged: Callable[[int, dict], str], progress: bool = True,
-               log: Callable[[str], None] = print, start_step: int = 0) -> LoopState:
+               start_step: int = 0) -> LoopState:
     """Drives a run to the schedule's end; returns the final state.
 
     Evaluates `state` first, then until the schedule's end: `run_epoch_fn(state) -> (state,
@@ -218,7 +223,7 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
     Raises:
       TrainingDiverged: an epoch was not finite; its message is `on_diverged(step, metrics)`
         and nothing of that epoch is saved.
-      KeyboardInterrupt: re-raised after printing where to resume from.
+      Interrupted: Ctrl-C; its message says where to resume from.
     """
     from tensorboardX import SummaryWriter  # noqa: PLC0415 (heavy import, only for training)
     from tqdm import tqdm  # noqa: PLC0415
@@ -226,11 +231,16 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
     writer_process = jax.process_index() == 0
     root = os.path.join(out_dir, run_dir.CHECKPOINT_DIR)
     total = schedule.total_steps
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    logged = _metrics_up_to(metrics_path, state.env_steps) if writer_process else []
     writer = SummaryWriter(os.path.join(out_dir, "tb")) if writer_process else None
     bar = tqdm(total=total, initial=start_step, unit="step", unit_scale=True,
-               disable=not (progress and writer_process), dynamic_ncols=True)
-    t0 = time.time()
-    walltime = 0.0
+               disable=not (progress and writer_process), dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+    # A resumed run's `time` counts on from its last record.
+    t0 = time.time() - (logged[-1].get("time", 0.0) if logged else 0.0)
+    walltime = next((r["training/walltime"] for r in reversed(logged)
+                     if "training/walltime" in r), 0.0)
 
     def evaluate_and_log(step, metrics):
         if not writer_process:
@@ -239,7 +249,7 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
         record = {"step": step, "time": time.time() - t0,
                   **{k: _jsonable(v) for k, v in metrics.items()},
                   **{f"eval/{k}": _jsonable(v) for k, v in result.items()}}
-        with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+        with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
@@ -249,10 +259,12 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
         bar.set_postfix(reward=f"{record['eval/episode_reward']:.1f}",
                         success=f"{record['eval/success_rate']:.2f}")
 
+    ticker = _Ticker(bar)  # the elapsed time moves while a program compiles
     try:
         # The first evaluation and the first epoch compile (minutes for the robot on a CPU).
-        bar.set_description("compiling evaluation")
-        evaluate_and_log(state.env_steps, {})
+        if not (logged and logged[-1]["step"] == state.env_steps):  # not twice at one step
+            bar.set_description("compiling evaluation")
+            evaluate_and_log(state.env_steps, {})
         first = True
         while state.env_steps < total:
             epoch = state.env_steps // schedule.steps_per_epoch
@@ -268,17 +280,63 @@ def run_epochs(out_dir: str, state: LoopState, schedule: Schedule,
             if writer_process:
                 save(root, state, epoch + 1)
             evaluate_and_log(state.env_steps, metrics)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         bar.close()
         saved = run_dir.list_checkpoints(out_dir)
         where = f"step {saved[-1][0]:,}" if saved else "nothing yet"
-        log(f"\nInterrupted. Last checkpoint: {where}. Continue with --resume --out {out_dir}")
-        raise
+        raise Interrupted(f"Interrupted. Last checkpoint: {where}. Continue with --resume "
+                          f"--out {out_dir}") from err
     finally:
+        ticker.stop()
         bar.close()
         if writer is not None:
             writer.close()
     return state
+
+
+class _Ticker:
+    """Refreshes a progress bar once a second from a daemon thread, so that its elapsed time
+    keeps moving while the main thread waits on a compile (tqdm redraws only on updates)."""
+
+    def __init__(self, bar, interval: float = 1.0):
+        self._bar, self._stop = bar, threading.Event()
+        self._thread = None
+        if not bar.disable:
+            self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+            self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._bar.refresh()
+
+    def stop(self) -> None:
+        """Stops refreshing (before the bar is closed)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _metrics_up_to(path: str, step: int) -> list[dict]:
+    """The records of metrics.jsonl up to `step` (a resumed run's restore point); records
+    past it (their checkpoints are gone) and lines cut short by a kill are dropped from the
+    file, so that no step is ever logged twice."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    kept, text = [], []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) \
+                and record["step"] <= step:
+            kept.append(record)
+            text.append(line)
+    if len(text) != len(lines):
+        run_dir.write_atomic(path, "".join(t + "\n" for t in text))
+    return kept
 
 
 def check_resumable(state: LoopState, schedule: Schedule, path: str) -> None:

@@ -81,4 +81,5 @@ def load_teacher_policy(path: str, observation_size, action_size: int):
 
 def load_student_params(path: str):
     """The student parameters of a DAgger checkpoint folder (for evaluation and export)."""
-    return checkpoint.read_checkpoint(path, checkpoint.DAGGER_FORMAT)[0]["params"]
+    return checkpoint.read_checkpoint(os.path.abspath(path),
+                                      checkpoint.DAGGER_FORMAT)[0]["params"]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+from dex4d_jax.experiments.commands.common import (
+    enable_compilation_cache,
+    error,
+    output_problem,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,19 +24,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args, parser, argv) -> int:
     """Builds the policy's environment from its run, exports, prints what was written."""
-    if not args.out.endswith(".onnx"):
-        parser.error(f"--out must name a .onnx file, got {args.out!r}")
-    enable_compilation_cache()
+    problem = output_problem(args.out, "--out", suffix=".onnx", create_missing=True)
+    if problem:
+        return error(problem)
+    import os  # noqa: PLC0415
+
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+
     from dex4d_jax import envs  # noqa: PLC0415
-    from dex4d_jax.export import policy  # noqa: PLC0415
+    from dex4d_jax.config_checks import SettingError  # noqa: PLC0415
+    from dex4d_jax.export import onnx_graph, policy  # noqa: PLC0415
     from dex4d_jax.training import checkpoint, run_dir  # noqa: PLC0415
 
     try:
+        if os.path.isfile(args.policy):
+            raise run_dir.RunDirError(f"--policy {args.policy} is a file; give a run folder "
+                                      "(its latest checkpoint) or one of its checkpoint folders")
         _, ckpt = run_dir.resolve_checkpoint(args.policy)
-        env = envs.from_run_config(run_dir.read_run_config(run_dir.run_of(ckpt)),
-                                   evaluation=True)
+        folder = run_dir.run_of(ckpt)
+        config = configs.validate(run_dir.read_run_config(folder),
+                                  os.path.join(folder, run_dir.CONFIG_FILE))
+        env = envs.from_run_config(config, evaluation=True)
+        enable_compilation_cache()
         policy.export_policy(args.policy, args.out, env)
-    except (run_dir.RunDirError, FileNotFoundError, checkpoint.CheckpointError,
-            policy.ExportMismatchError, ValueError, KeyError, TypeError) as err:
-        return error(str(err).strip("'\""))
+    except (run_dir.RunDirError, SettingError, OSError, checkpoint.CheckpointError,
+            policy.ExportMismatchError, onnx_graph.MissingMirrorError) as err:
+        return error(" ".join(str(err).strip("'\"").split()))
     return 0

@@ -10,7 +10,7 @@ import argparse
 import math
 import os
 
-from dex4d_jax.experiments.commands.common import error, use_headless_gl
+from dex4d_jax.experiments.commands.common import error, output_problem, use_headless_gl
 
 
 def add_arguments(r: argparse.ArgumentParser) -> None:
@@ -66,30 +66,6 @@ def _parse_object(text: str | None) -> tuple[int | None, list | None, str | None
                             "index or box:HX,HY,HZ")
 
 
-def _output_problem(path: str, flag: str, suffix: str | None = None) -> str | None:
-    """Why the file `path` (given by `flag`) cannot be written, or None.
-
-    The folder must exist and be writable, the path must not be a folder and, if `suffix` is
-    given, end with it (what the writer picks its format from); nothing is created.
-    """
-    if os.path.isdir(path):
-        return f"{flag} {path} is a folder; give a file name"
-    if suffix and not path.endswith(suffix):
-        return f"{flag} {path} does not end in {suffix}; give a {suffix} file name"
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"{flag} {path}: {existing} is a file, not a folder; choose another location"
-    if existing != folder:
-        return f"{flag} {path}: the folder {folder} does not exist; create it first"
-    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path)
-                                                    and not os.access(path, os.W_OK)):
-        return f"{flag} {path} is not writable; choose another location"
-    return None
-
-
 def _argument_problem(args) -> str | None:
     """The first argument out of its range, or None.
 
@@ -112,7 +88,7 @@ def _argument_problem(args) -> str | None:
     problem = _parse_object(args.object)[2]
     for flag, path, suffix in (("--video", args.video, ".mp4"),
                                ("--report", args.report, None)):
-        problem = problem or (path and _output_problem(path, flag, suffix))
+        problem = problem or (path and output_problem(path, flag, suffix))
     return problem or None
 
 

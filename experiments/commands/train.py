@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+from dex4d_jax.experiments.commands.common import (
+    enable_compilation_cache,
+    error,
+    output_problem,
+)
 
 # Flags that are shorthands for config fields: flag dest -> dotted path.
 TEACHER_SHORTHANDS = {"encoder": "network.encoder", "pooling": "network.pooling",
@@ -28,14 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub = parser.add_subparsers(dest="policy", required=True)
     t = sub.add_parser("teacher", help="train a privileged teacher with PPO")
-    t.add_argument("--env", choices=ALL_ENVS, default="ap2ap_wrench", help="the task")
+    t.add_argument("--env", choices=ALL_ENVS, default="ap2ap_wrench",
+                   help="the task (default: ap2ap_wrench)")
     t.add_argument("--encoder", choices=ENCODERS, default="paired",
-                   help="point encoder (network.encoder)")
+                   help="point encoder (network.encoder; default: paired)")
     t.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="point pooling (network.pooling; default: the preset's, mean_max)")
     t.add_argument("--preset", choices=teacher.PRESETS, default="quick",
-                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
-                        "(4096 envs, GPU); smoke: the whole pipeline on a CPU in minutes")
+                   help="quick (default): ap2ap_wrench on a laptop CPU; paper: the authors' "
+                        "settings (4096 envs, GPU); smoke: the whole pipeline on a CPU in "
+                        "minutes")
     t.add_argument("--stage", type=int, choices=teacher.STAGES, default=None,
                    help="curriculum stage of Table IV on --env ap2ap (default 1); stage 3 "
                         "starts from the stage-2 run: --init-from RUN")
@@ -64,17 +70,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the environment the teacher was trained on (required for a new run)")
     s.add_argument("--out", required=True, help="run directory (must not exist, or --resume)")
     s.add_argument("--preset", choices=student.PRESETS, default="quick",
-                   help="quick: ap2ap_wrench on a laptop CPU; paper: the authors' settings "
-                        "(3200 envs, 25k iterations, GPU); smoke: the pipeline in minutes")
+                   help="quick (default): ap2ap_wrench on a laptop CPU; paper: the authors' "
+                        "settings (3200 envs, 25k iterations, GPU); smoke: the pipeline in "
+                        "minutes")
     s.add_argument("--arch", choices=ARCHS, default="transformer",
-                   help="network.arch; mlp: Table II 'w/o self-attention'")
+                   help="network.arch (default: transformer); mlp: Table II 'w/o self-attention'")
     s.add_argument("--no-world-model", action="store_true",
                    help="Table II 'w/o world modeling': dagger.world_model_weight=0")
     s.add_argument("--encoder", choices=ENCODERS, default="paired",
-                   help="point tokenizer (network.encoder; Table II: decoupled, mlp)")
+                   help="point tokenizer (network.encoder; default: paired; Table II: "
+                        "decoupled, mlp)")
     s.add_argument("--masking", choices=tuple(VARIANTS), default="paper",
-                   help="height-mask quantile (masking.variant): paper U(0.2, 1.0) or the "
-                        "authors' code U(0, 0.8)")
+                   help="height-mask quantile (masking.variant): paper U(0.2, 1.0) "
+                        "(default) or the authors' code U(0, 0.8)")
     s.add_argument("--beta", type=float, default=None,
                    help="probability of executing the teacher's action, decaying to 0 over "
                         "the first half of the run (dagger.beta; default 0: the student acts)")
@@ -113,97 +121,126 @@ def _envs(config):
     return envs.from_run_config(config), envs.from_run_config(config, evaluation=True)
 
 
+def _saved_config(out: str):
+    """A run's config.json to resume, checked whole (types, ranges)."""
+    import os  # noqa: PLC0415
+
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+
+    from dex4d_jax.training import run_dir  # noqa: PLC0415
+
+    return configs.validate(run_dir.config_to_resume(out),
+                            os.path.join(out, run_dir.CONFIG_FILE))
+
+
+def _check_out(out: str) -> None:
+    """Raises OSError unless the run folder can be created (before anything else runs)."""
+    problem = output_problem(out, "--out", is_folder=True, create_missing=True)
+    if problem:
+        raise OSError(problem)
+
+
+def _user_errors():
+    """The exceptions that mean bad input (one line, exit 2) rather than a bug (traceback)."""
+    from dex4d_jax.config_checks import SettingError  # noqa: PLC0415
+    from dex4d_jax.training import checkpoint, loop, run_dir  # noqa: PLC0415
+
+    return (run_dir.RunDirError, SettingError, checkpoint.CheckpointError, OSError,
+            loop.TrainingDiverged)
+
+
 def _teacher_config(args, parser):
     from dex4d_jax.experiments import configs  # noqa: PLC0415
     from dex4d_jax.experiments.configs import teacher  # noqa: PLC0415
 
     if args.stage is not None and args.env != "ap2ap":
         parser.error("--stage selects a curriculum stage of --env ap2ap")
-    if args.steps is not None and args.steps <= 0:
-        parser.error("--steps must be positive")
     config = teacher.get_config(args.preset, args.env, args.stage)
     if args.stage == 3 and not args.init_from:
         print("Note: the paper starts stage 3 from the stage-2 checkpoint "
               "(--init-from RUN); this run starts from scratch.")
-    try:
-        return configs.apply_settings(config, _settings(args, TEACHER_SHORTHANDS))
-    except configs.SettingError as err:
-        parser.error(str(err))
+    return configs.validate(configs.apply_settings(config, _settings(args, TEACHER_SHORTHANDS)))
 
 
 def _train_teacher(args, parser, argv: list[str]) -> int:
     from dex4d_jax.teacher import train  # noqa: PLC0415
-    from dex4d_jax.training import checkpoint, loop, run_dir  # noqa: PLC0415
 
     if args.resume and args.init_from:
         parser.error("--init-from starts a new run; it cannot be combined with --resume")
     config = None
-    enable_compilation_cache()
-    try:
+    try:  # everything given is checked before anything is created or compiled
         if args.resume:
             _ignored_on_resume(args, argv, {"--encoder", "--pooling", "--preset", "--seed",
                                             "--steps", "--set", "--env", "--learning-rate",
                                             "--stage"})
-            env, eval_env = _envs(run_dir.config_to_resume(args.out))
+            env, eval_env = _envs(_saved_config(args.out))
         else:
+            _check_out(args.out)
             config = _teacher_config(args, parser)
             env, eval_env = _envs(config)
+        enable_compilation_cache()
         result = train.train_teacher(config, args.out, env, eval_env, resume=args.resume,
                                      progress=not args.no_progress, init_from=args.init_from)
-    except (run_dir.RunDirError, FileNotFoundError, checkpoint.CheckpointError,
-            loop.TrainingDiverged, ValueError, KeyError, TypeError) as err:
-        return error(str(err).strip("'\""))
-    except KeyboardInterrupt:
-        return 130
+    except _user_errors() as err:
+        return error(_one_line(err))
     print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
           f"(first goal reached and held; {result.goals_reached:.2f} goals held per episode). "
           f"Checkpoints in {args.out}/checkpoints")
     return 0
 
 
+def _one_line(err: Exception) -> str:
+    """An exception as one line of at most a few hundred characters."""
+    text = " ".join(str(err).strip("'\"").split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def _student_config(args, parser):
+    import os  # noqa: PLC0415
+
     from dex4d_jax.experiments import configs  # noqa: PLC0415
     from dex4d_jax.experiments.configs import student  # noqa: PLC0415
 
     from dex4d_jax.student import train  # noqa: PLC0415
+    from dex4d_jax.training import run_dir  # noqa: PLC0415
 
     if not args.teacher or not args.env:
         parser.error("a new student run needs --teacher DIR and --env ENV")
-    if args.beta is not None and not 0.0 <= args.beta <= 1.0:
-        parser.error("--beta must be between 0 and 1")
-    if args.steps is not None and args.steps <= 0:
-        parser.error("--steps must be positive")
     config = student.get_config(args.preset, world_model=not args.no_world_model)
+    config = configs.apply_settings(config, _settings(args, STUDENT_SHORTHANDS),
+                                    frozen=("env", "teacher"))
+    _, ckpt = run_dir.resolve_checkpoint(args.teacher)
+    teacher_dir = run_dir.run_of(ckpt)
+    teacher_config = run_dir.read_run_config(teacher_dir)
+    if "dagger" in teacher_config:
+        raise run_dir.RunDirError(f"{teacher_dir} is not a teacher run (it is a student's); "
+                                  "give a teacher run to distil")
+    configs.validate(teacher_config, os.path.join(teacher_dir, run_dir.CONFIG_FILE))
     try:
-        config = configs.apply_settings(config, _settings(args, STUDENT_SHORTHANDS),
-                                        frozen=("env", "teacher"))
-    except configs.SettingError as err:
-        parser.error(str(err))
-    return train.bind_teacher(config, args.teacher, args.env)
+        return configs.validate(train.bind_teacher(config, args.teacher, args.env))
+    except ValueError as err:  # the teacher's environment is not --env
+        raise configs.SettingError(str(err)) from err
 
 
 def _train_student(args, parser, argv: list[str]) -> int:
     from dex4d_jax.student import train  # noqa: PLC0415
-    from dex4d_jax.training import checkpoint, loop, run_dir  # noqa: PLC0415
 
     config = None
-    enable_compilation_cache()
-    try:
+    try:  # everything given is checked before anything is created or compiled
         if args.resume:
             _ignored_on_resume(args, argv, {"--teacher", "--env", "--preset", "--arch",
                                             "--no-world-model", "--encoder", "--masking",
                                             "--beta", "--seed", "--steps", "--set"})
-            env, eval_env = _envs(run_dir.config_to_resume(args.out))
+            env, eval_env = _envs(_saved_config(args.out))
         else:
+            _check_out(args.out)
             config = _student_config(args, parser)
             env, eval_env = _envs(config)
+        enable_compilation_cache()
         result = train.train_student(config, args.out, env, eval_env, resume=args.resume,
                                      progress=not args.no_progress)
-    except (run_dir.RunDirError, FileNotFoundError, checkpoint.CheckpointError,
-            loop.TrainingDiverged, ValueError, KeyError, TypeError) as err:
-        return error(str(err).strip("'\""))
-    except KeyboardInterrupt:
-        return 130
+    except _user_errors() as err:
+        return error(_one_line(err))
     s, t = result["student"], result["teacher"]
     print(f"Student success rate {s['success_rate']:.3f} with masked points, teacher "
           f"{t['success_rate']:.3f} with all points, on the same {s['num_episodes']} fresh "

@@ -18,11 +18,43 @@ from __future__ import annotations
 
 from ml_collections import config_dict
 
+from dex4d_jax import config_checks
 from dex4d_jax.networks.point_encoders import ENCODERS
 from dex4d_jax.networks.student import ARCHS
 from dex4d_jax.student.masking import VARIANTS
 
 PRESETS = ("quick", "paper", "smoke")
+
+
+# Declared ranges of the student's settings (dex4d_jax/config_checks.py).
+RANGES = {
+    "network.width": config_checks.at_least(1),
+    "network.num_layers": config_checks.at_least(1),
+    "network.num_heads": config_checks.at_least(1),
+    "network.arch": config_checks.OneOf(ARCHS),
+    "network.encoder": config_checks.OneOf(ENCODERS),
+    "masking.num_keep": config_checks.at_least(1),
+    "masking.variant": config_checks.OneOf(tuple(VARIANTS)),
+    "masking.hide_above": config_checks.fraction(),
+    "masking.hide_below": config_checks.fraction(),
+    "masking.noise_std": config_checks.non_negative(),
+    "dagger.num_timesteps": config_checks.at_least(1),
+    "dagger.num_envs": config_checks.at_least(1),
+    "dagger.unroll_length": config_checks.at_least(1),
+    "dagger.num_minibatches": config_checks.at_least(1),
+    "dagger.num_updates_per_batch": config_checks.at_least(1),
+    "dagger.learning_rate": config_checks.positive(),
+    "dagger.max_grad_norm": config_checks.Range(0, None, low_open=True, optional=True),
+    "dagger.world_model_weight": config_checks.non_negative(),
+    "dagger.beta": config_checks.fraction(),
+    "dagger.beta_decay": config_checks.Range(0, 1, low_open=True),
+    "dagger.episode_length": config_checks.at_least(1),
+    "dagger.num_evals": config_checks.at_least(1),
+    "dagger.num_eval_envs": config_checks.at_least(1),
+    "dagger.seed": config_checks.Range(integer=True),
+    "eval.num_episodes": config_checks.at_least(1),
+    "eval.seed": config_checks.Range(integer=True),
+}
 
 
 def get_config(preset: str = "quick", arch: str = "transformer", world_model: bool = True,

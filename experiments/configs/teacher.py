@@ -20,13 +20,45 @@ from __future__ import annotations
 
 from ml_collections import config_dict
 
-from dex4d_jax import envs
+from dex4d_jax import config_checks, envs
+from dex4d_jax.networks.point_encoders import ENCODERS, POOLINGS
 
 PRESETS = ("quick", "paper", "smoke")
 STAGES = (1, 2, 3)
 # Table IV: learning rate and PPO iterations of each stage.
 STAGE_LEARNING_RATE = {1: 3e-4, 2: 3e-4, 3: 3e-5}
 STAGE_ITERATIONS = {1: 15_000, 2: 10_000, 3: 25_000}
+
+
+# Declared ranges of the training settings (dex4d_jax/config_checks.py); the environment's are
+# declared with its defaults (envs/*.py SETTING_RANGES).
+RANGES = {
+    "network.encoder": config_checks.OneOf(ENCODERS),
+    "network.pooling": config_checks.OneOf(POOLINGS),
+    "network.num_points": config_checks.at_least(1),
+    "network.init_std": config_checks.positive(),
+    "ppo.num_timesteps": config_checks.at_least(1),
+    "ppo.num_envs": config_checks.at_least(1),
+    "ppo.unroll_length": config_checks.at_least(1),
+    "ppo.batch_size": config_checks.at_least(1),
+    "ppo.num_minibatches": config_checks.at_least(1),
+    "ppo.num_updates_per_batch": config_checks.at_least(1),
+    "ppo.learning_rate": config_checks.positive(),
+    "ppo.desired_kl": config_checks.positive(),
+    "ppo.discounting": config_checks.Range(0.0, 1.0),
+    "ppo.gae_lambda": config_checks.fraction(),
+    "ppo.clipping_epsilon": config_checks.positive(),
+    "ppo.entropy_cost": config_checks.non_negative(),
+    "ppo.max_grad_norm": config_checks.Range(0, None, low_open=True, optional=True),
+    "ppo.vf_loss_coefficient": config_checks.non_negative(),
+    "ppo.reward_scaling": config_checks.positive(),
+    "ppo.episode_length": config_checks.at_least(1),
+    "ppo.num_evals": config_checks.at_least(1),
+    "ppo.num_eval_envs": config_checks.at_least(1),
+    "ppo.seed": config_checks.Range(integer=True),
+    "eval.num_episodes": config_checks.at_least(1),
+    "eval.seed": config_checks.Range(integer=True),
+}
 
 
 def _base() -> config_dict.ConfigDict:
