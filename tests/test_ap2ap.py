@@ -2,7 +2,8 @@
 
 The pure pieces (reward terms, stage tables, action mapping) are checked by hand without a
 compile. The environment tests share two compiled environments (module fixtures): stage 1 with
-randomization on, as training uses it, and stage 2 with randomization off, as evaluation does.
+randomization on, as training uses it, and stage 2 with randomization off, as evaluation does,
+each called with one batch size (B) so that reset and step compile once per environment.
 """
 
 import jax
@@ -15,6 +16,9 @@ from dex4d_jax import envs, geometry, robot
 from dex4d_jax.envs import ap2ap, robot_scene
 
 NUM_OBJECTS = 8
+# Every batched call uses this many environments: each batch size is another MJX compile of
+# reset and step (tens of seconds each on a CPU), so the tests share one.
+B = 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ def _info(state, **updates):
 def test_reward_terms_match_the_state(eval_env):
     """Every logged term equals its value recomputed from the stepped physics by hand."""
     env = eval_env.env
-    state = eval_env.reset(_keys(3))
+    state = eval_env.reset(_keys(B))
     mj = env.mj_model
     palm_site = mj.site(robot.PALM_SITE).id
     palm = np.asarray(state.pipeline_state.site_xpos[0, palm_site]) - robot.BASE_POS
@@ -151,16 +155,19 @@ def test_reward_terms_match_the_state(eval_env):
              (np.array([0.45, -0.1, 0.05]), up)]
     for k, (pos, quat) in enumerate(poses):
         state = _set_object(state, k, pos, quat)
-    goal_pos = jnp.asarray(np.stack([p for p, _ in poses]) + np.array([0, 0, 0.0]))
+    # (Environments 3 and up keep their own reset and are not checked.)
+    goal_pos = state.info["goal_pos"].at[:3].set(jnp.asarray(np.stack([p for p, _ in poses])))
     goal_pos = goal_pos.at[2, 2].add(0.2)
-    hold = jnp.array([env.config.hold_steps - 1, 0, 0], jnp.int32)
-    state = _info(state, goal_pos=goal_pos, goal_quat=jnp.asarray(np.stack([up] * 3)),
-                  hold_count=hold)
-    action = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (3, 22)), jnp.float32)
+    hold = jnp.zeros(B, jnp.int32).at[0].set(env.config.hold_steps - 1)
+    goal_quat = state.info["goal_quat"].at[:3].set(jnp.asarray(np.stack([up] * 3)))
+    state = _info(state, goal_pos=goal_pos, goal_quat=goal_quat, hold_count=hold)
+    action = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (B, 22)), jnp.float32)
     # Hold the arm still and the hand where it is so the object is not knocked away.
     action = action.at[:, :6].set(0.0)
     out = eval_env.step(state, action)
+    out = jax.tree.map(lambda x: x[:3], out)  # the three built states
     m = {k: np.asarray(v) for k, v in out.metrics.items()}
+    goal_pos, hold, action = goal_pos[:3], hold[:3], action[:3]
 
     data = out.pipeline_state
     i = robot.NUM_JOINTS
@@ -206,7 +213,7 @@ def test_reward_terms_match_the_state(eval_env):
 @pytest.mark.slow
 def test_goal_resampled_in_place_after_hold(eval_env):
     env = eval_env.env
-    state = eval_env.reset(_keys(8, seed=1))
+    state = eval_env.reset(_keys(B, seed=1))
     i = robot.NUM_JOINTS
     # Goal at the object's current (resting) pose, held for all but one step.
     obj = state.pipeline_state.qpos[:, i:i + 7]
@@ -244,10 +251,10 @@ def test_goal_resampled_in_place_after_hold(eval_env):
 @pytest.mark.slow
 def test_too_far_reset_in_stage_1_only(train_env, eval_env):
     for compiled, expect in ((train_env, 1.0), (eval_env, 0.0)):
-        state = compiled.reset(_keys(2, seed=2))
+        state = compiled.reset(_keys(B, seed=2))
         far = state.info["goal_pos"].at[:, 2].set(0.29).at[:, 0].add(0.3)  # d >= 0.3 m
         state = _info(state, goal_pos=far)
-        out = compiled.step(state, jnp.zeros((2, 22)))
+        out = compiled.step(state, jnp.zeros((B, 22)))
         assert np.all(np.asarray(out.metrics["distance"]) >= 0.3)
         assert np.all(np.asarray(out.done) == expect)
         assert np.all(np.asarray(out.metrics["too_far"]) == expect)
@@ -257,10 +264,10 @@ def test_too_far_reset_in_stage_1_only(train_env, eval_env):
 def test_randomized_fields_differ_and_stay_in_range(train_env, eval_env):
     env = train_env.env
     r = env.config.randomization
-    state = train_env.reset(_keys(16, seed=3))
+    state = train_env.reset(_keys(B, seed=3))
     fields = {k: np.asarray(v) for k, v in train_env.model_fields(state.info).items()}
     nominal = {k: np.asarray(v) for k, v in
-               eval_env.model_fields(eval_env.reset(_keys(16, seed=3)).info).items()}
+               eval_env.model_fields(eval_env.reset(_keys(B, seed=3)).info).items()}
     mj = env.mj_model
     robot_bodies = mj.body_rootid == mj.body(robot.BASE_BODY).id
     ratio = fields["body_mass"][:, robot_bodies] / mj.body_mass[robot_bodies]
@@ -295,7 +302,7 @@ def test_randomized_fields_differ_and_stay_in_range(train_env, eval_env):
     # Evaluation (randomization off): nominal physics everywhere.
     np.testing.assert_allclose(nominal["kp"], np.broadcast_to(mj.actuator_gainprm[:, 0],
                                                              nominal["kp"].shape))
-    np.testing.assert_allclose(nominal["gravity"], np.broadcast_to(mj.opt.gravity, (16, 3)))
+    np.testing.assert_allclose(nominal["gravity"], np.broadcast_to(mj.opt.gravity, (B, 3)))
     robot_mass = nominal["body_mass"][:, robot_bodies]
     np.testing.assert_allclose(robot_mass, np.broadcast_to(mj.body_mass[robot_bodies],
                                                            robot_mass.shape))
@@ -306,14 +313,14 @@ def test_long_rollout_pushes_determinism_and_no_nan(train_env):
     """125 random-action steps at 30 Hz: a push at 4 s (step 120), nothing NaN, reproducible."""
     env = train_env.env
     assert env.push_steps == 120
-    keys = _keys(4, seed=4)
+    keys = _keys(B, seed=4)
     runs = []
     for length in (125, 10):  # the second run repeats the start of the first
         state = train_env.reset(keys)
         pushes, finite = [], True
         rng = np.random.default_rng(0)
         for t in range(length):
-            action = jnp.asarray(rng.uniform(-1, 1, (4, 22)), jnp.float32)
+            action = jnp.asarray(rng.uniform(-1, 1, (B, 22)), jnp.float32)
             state = train_env.step(state, action)
             pushes.append(np.asarray(state.metrics["push"]))
             finite &= bool(np.isfinite(np.asarray(state.obs["state"])).all())
@@ -326,7 +333,7 @@ def test_long_rollout_pushes_determinism_and_no_nan(train_env):
     pushes, finite, qpos = runs[0]
     assert finite and np.all(unstable == 0)
     # Pushed exactly at the 120th control step (4 s of simulated time), in every environment.
-    assert np.all(pushes[119] == 1) and pushes.sum() == 4
+    assert np.all(pushes[119] == 1) and pushes.sum() == B
     # Reset and step are deterministic for a key.
     np.testing.assert_array_equal(qpos, runs[1][2])
 
@@ -334,16 +341,16 @@ def test_long_rollout_pushes_determinism_and_no_nan(train_env):
 @pytest.mark.slow
 def test_observation_contents(train_env):
     env = train_env.env
-    state = train_env.reset(_keys(2, seed=5))
+    state = train_env.reset(_keys(B, seed=5))
     obs = np.asarray(state.obs["state"])
-    assert obs.shape == (2, ap2ap.TEACHER_SIZE)
+    assert obs.shape == (B, ap2ap.TEACHER_SIZE)
     np.testing.assert_array_equal(np.asarray(state.obs["student_state"]), obs[:, :834])
     # The paired points are the keypoints at the object's pose and at the goal (plus sensor
     # noise of at most a few mm).
     i = robot.NUM_JOINTS
     data = state.pipeline_state
     k = np.asarray(env.keypoints)[np.asarray(state.info["object_id"])]
-    for e in range(2):
+    for e in range(B):
         current = geometry.transform_points(data.qpos[e, i:i + 3] - robot.BASE_POS,
                                             data.qpos[e, i + 3:i + 7], k[e])
         target = geometry.transform_points(state.info["goal_pos"][e], state.info["goal_quat"][e],
@@ -403,9 +410,9 @@ def test_action_mapping():
 def test_reset_robot_clears_the_object(train_env):
     """No reset starts with the robot inside the object (checked in native MuJoCo)."""
     env = train_env.env
-    state = train_env.reset(_keys(48, seed=6))
-    qpos = np.asarray(state.pipeline_state.qpos)
-    ids = np.asarray(state.info["object_id"])
+    states = [train_env.reset(_keys(B, seed=6 + 100 * i)) for i in range(6)]  # 48 resets
+    qpos = np.concatenate([np.asarray(s.pipeline_state.qpos) for s in states])
+    ids = np.concatenate([np.asarray(s.info["object_id"]) for s in states])
     worst = 0.0
     for k in range(len(ids)):
         model = env.scene.native_model(int(ids[k]))

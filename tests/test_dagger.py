@@ -173,7 +173,12 @@ def test_beta_schedule(teacher_run):
 
 @pytest.mark.slow
 def test_two_devices_match_one(teacher_run, tmp_path):
-    """One DAgger epoch on 2 CPU devices updates the student as on one, to float rounding."""
+    """One DAgger epoch on 2 CPU devices updates the student as on one, to float rounding.
+
+    The 2-device epoch runs in a subprocess (2 host devices); the 1-device epoch runs here,
+    where the distillation above has compiled the same program already.
+    """
+    result = tmp_path / "two_devices.npz"
     script = STUDENT + textwrap.dedent(f"""
         import jax, numpy as np
         from dex4d_jax import envs
@@ -184,33 +189,44 @@ def test_two_devices_match_one(teacher_run, tmp_path):
         policy = student_policy.make_policy(config, env)
         teacher_fn, teacher_params, *_ = policies.load_teacher_policy(
             config.teacher.path, env.observation_size, env.action_size)
-        out = {{}}
-        for devices in (1, 2):
-            loop = dagger.DAgger(env, policy, teacher_fn, config.dagger, max_devices=devices)
-            assert len(loop.layout.local_devices) == devices
-            state, metrics, finite = loop.run_epoch(loop.init_state(0), teacher_params)
-            assert finite
-            out[devices] = (state, metrics)
-        leaves = [jax.tree.leaves(out[d][0].training.params) for d in (1, 2)]
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(*leaves))
-        start = jax.tree.leaves(loop.init_state(0).training.params)
-        moved = max(float(np.abs(a - b).max()) for a, b in zip(leaves[0], start))
-        # Same environments, masks and batches: every logged figure agrees.
-        gap = max(abs(out[1][1][k] - out[2][1][k]) for k in out[1][1] if k != "training/sps")
-        print("RESULT", diff, moved, gap)
+        loop = dagger.DAgger(env, policy, teacher_fn, config.dagger, max_devices=2)
+        assert len(loop.layout.local_devices) == 2
+        state, metrics, finite = loop.run_epoch(loop.init_state(0), teacher_params)
+        assert finite
+        leaves = {{f"param{{i}}": x for i, x in enumerate(jax.tree.leaves(state.training.params))}}
+        np.savez({str(result)!r}, **leaves, **{{f"metric:{{k}}": v for k, v in metrics.items()}})
     """)
     prelude = ("import jax\n"
                f"jax.config.update('jax_compilation_cache_dir', {_CACHE!r})\n"
                "jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)\n")
-    proc = subprocess.run(
-        [sys.executable, "-c", prelude + script], capture_output=True, text=True, timeout=900,
+    proc = subprocess.Popen(
+        [sys.executable, "-c", prelude + script], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
         env=_subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"), cwd=_ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    diff, moved, gap = map(float, proc.stdout.split("RESULT")[1].split())
+    loop, _ = _loop(teacher_run, epochs=1)  # meanwhile, here: one device
+    start = loop.init_state(0)
+    teacher_params = policies.load_teacher_policy(str(teacher_run), *_sizes(loop))[1]
+    one, metrics, finite = loop.run_epoch(start, teacher_params)
+    assert finite
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    two = np.load(result)
+    leaves = jax.tree.leaves(one.training.params)
+    diff = max(float(np.abs(a - two[f"param{i}"]).max()) for i, a in enumerate(leaves))
+    moved = max(float(np.abs(a - b).max())
+                for a, b in zip(leaves, jax.tree.leaves(start.training.params), strict=True))
+    # Same environments, masks and batches: every logged figure agrees.
+    gap = max(abs(metrics[k] - float(two[f"metric:{k}"])) for k in metrics
+              if k != "training/sps")
     assert moved > 1e-4  # the epoch did update the student (4 Adam steps of lr 1e-4)
     # Same batches, same losses; the summation order of the gradients differs, and Adam's
     # normalised steps turn rounding in near-zero gradient entries into a fraction of a step.
     assert gap < 1e-5 and diff < 1e-4, (diff, gap)
+
+
+def _sizes(loop):
+    env = loop._raw_env
+    return env.observation_size, env.action_size
 
 
 @pytest.mark.slow

@@ -69,6 +69,15 @@ def test_a_bad_config_json_is_one_line_everywhere(config_text, named, tmp_path, 
     assert _digest(tmp_path) == before and not (tmp_path / "student").exists()
 
 
+def test_export_wants_a_run_folder(tmp_path, capsys):
+    policy_file = tmp_path / "student.onnx"
+    policy_file.write_bytes(b"onnx")
+    code, text = run_cli(capsys, "export", "--policy", str(policy_file), "--out",
+                         str(tmp_path / "out.onnx"))
+    _one_error_line(code, text, str(policy_file), "run folder")
+    assert policy_file.read_bytes() == b"onnx" and not (tmp_path / "out.onnx").exists()
+
+
 def test_a_student_run_is_not_a_teacher(tmp_path, capsys):
     run = tmp_path / "student_run"
     config = student.get_config("quick")

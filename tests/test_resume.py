@@ -140,10 +140,12 @@ def test_divergence_stops_without_saving_and_names_the_last_good_checkpoint(tmp_
     assert "diverged" in message and "training/total_loss" in message
     assert f"step 0 at {good}" in message and "--init-from" in message
     assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [0]
-    # The command line reports it as an error (resuming repeats the same NaN learning rate).
+    # Resuming would repeat the same NaN learning rate: the saved config is refused at once,
+    # naming the setting and the file, before anything runs.
     code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(out),
                          "--no-progress")
-    assert code == 2 and "dex4d: error: Training diverged" in text and str(good) in text
+    assert code == 2 and "dex4d: error: ppo.learning_rate=nan" in text
+    assert str(out / "config.json") in text
     assert [s for s, _ in run_dir.list_checkpoints(str(out))] == [0]
 
 
@@ -172,6 +174,11 @@ def test_init_from_starts_a_new_run_with_the_source_params_and_a_fresh_optimizer
     other.network.policy_hidden = (48,)
     with pytest.raises(checkpoint.CheckpointError, match=source):
         train_teacher(other, str(tmp_path / "bad"), progress=False, init_from=source)
+    assert not (tmp_path / "bad").exists()  # a refused setup leaves no folder behind
+    # A checkpoint is found from a relative path too.
+    relative = os.path.relpath(source)
+    assert all(jax.tree.leaves(jax.tree.map(
+        np.array_equal, policies.load_inference_params(relative)[1], src["params"]["policy"])))
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         train_teacher(tiny_config(), str(tmp_path / "bad2"), progress=False,
                             init_from=str(tmp_path / "nothing-here"))

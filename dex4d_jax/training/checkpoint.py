@@ -110,8 +110,11 @@ def read_checkpoint(path: str, fmt: str = PPO_FORMAT):
             raise ValueError(f"format {found!r} ({FORMATS.get(found, 'unknown')}), expected "
                              f"{fmt!r} ({FORMATS.get(fmt, 'unknown')})")
     except Exception as err:  # orbax raises many types for truncated or foreign files
+        # The first line of the cause, shortened: tensorstore's errors carry whole specs.
+        cause = " ".join(str(err).splitlines()[:1])
+        cause = cause if len(cause) <= 160 else cause[:157] + "..."
         raise CheckpointError(
-            f"Checkpoint {path} could not be read ({type(err).__name__}: {err}). It is corrupt "
+            f"Checkpoint {path} could not be read ({type(err).__name__}: {cause}). It is corrupt "
             "or not a dex4d-jax checkpoint of this kind; move it aside to use an earlier one."
         ) from err
     return jax.tree.map(np.asarray, tree), meta

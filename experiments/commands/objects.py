@@ -11,13 +11,13 @@ from dex4d_jax.experiments.commands.common import error, use_headless_gl, write_
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     parser.add_argument("--split", choices=("train", "unseen", "ycb"), default="train",
-                        help="which library")
+                        help="which library (default: train)")
     parser.add_argument("--num-objects", type=int, default=None,
                         help="library size (default 1024; ycb has its 9 objects)")
-    parser.add_argument("--seed", type=int, default=0, help="library seed")
+    parser.add_argument("--seed", type=int, default=0, help="library seed (default: 0)")
     parser.add_argument("--show", type=int, default=None, metavar="N",
-                        help="render the first N objects (families take turns, so N spreads "
-                             "over them)")
+                        help="render the first N objects as a PNG sheet (families take turns, "
+                             "so N spreads over them; default: no sheet)")
     parser.add_argument("--out", default=None,
                         help="PNG written by --show (default objects_<split>.png)")
 

@@ -10,12 +10,14 @@ from dex4d_jax.experiments.commands.common import use_headless_gl, write_render
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     parser.add_argument("--split", choices=("train", "unseen", "ycb"), default="ycb",
-                        help="where the object comes from")
-    parser.add_argument("--object", default="mug", help="object name or index within --split")
+                        help="where the object comes from (default: ycb)")
+    parser.add_argument("--object", default="mug", help="object name or index within --split (default: mug)")
     parser.add_argument("--collision", default="default",
-                        help="collision preset: default, hand_self, table_box or full_hand")
+                        help="collision preset: default (the default), hand_self, table_box or "
+                             "full_hand (docs/robot.md)")
     parser.add_argument("--render", metavar="PNG", default=None,
-                        help="write the overview and D435 camera views side by side")
+                        help="write the overview and D435 camera views side by side to this PNG "
+                             "(default: no picture)")
 
 
 def run(args, parser, argv) -> int:
