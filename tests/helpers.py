@@ -70,3 +70,25 @@ def train_student(config, out: str, resume: bool = False, **kwargs):
 
     source = run_dir.read_run_config(out) if config is None else config
     return train.train_student(config, out, *envs_of(source), resume=resume, **kwargs)
+
+
+def folder_files(folder) -> dict:
+    """{relative path: bytes} of every file under `folder` (to assert nothing changed)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return out
+
+
+def assert_one_error_line(code, text, *named, forbidden=()):
+    """Exit code 2 and exactly one short `dex4d: error:` line naming each of `named`, with no
+    traceback (nor any of `forbidden`) in the output."""
+    assert code == 2, text
+    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
+    assert len(errors) == 1 and len(errors[0]) < 500, text
+    for bad in ("Traceback", "Event loop is closed", *forbidden):
+        assert bad not in text, text
+    for name in named:
+        assert name in errors[0], (name, text)

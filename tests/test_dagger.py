@@ -5,7 +5,6 @@ tests nothing) is distilled on `ap2ap_wrench` with two objects, 16 environments 
 student, so every test shares the same few compiled programs.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from dex4d_jax.student import policy as student_policy
 from dex4d_jax.teacher import ppo
 from dex4d_jax.training import checkpoint, policies, run_dir
 
-from helpers import envs_of, run_cli, train_student
+from helpers import envs_of, folder_files, run_cli, train_student
 from test_resume import _CACHE, _subprocess_env, tiny_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,15 +43,6 @@ def tiny_student(teacher_path, epochs=2, env="ap2ap_wrench", **kwargs):
 _namespace = {}
 exec(STUDENT, _namespace)  # one definition, shared with the subprocess below
 tiny_student = _namespace["tiny_student"]
-
-
-def _digest(folder) -> str:
-    h = hashlib.sha256()
-    for root, _, files in sorted(os.walk(folder)):
-        for name in sorted(files):
-            with open(os.path.join(root, name), "rb") as f:
-                h.update(name.encode() + f.read())
-    return h.hexdigest()
 
 
 def _random_teacher(out, config):
@@ -77,7 +67,7 @@ def teacher_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def distilled(teacher_run, tmp_path_factory):
     """A two-epoch distillation of the tiny teacher, and the teacher's digest before it."""
-    before = _digest(teacher_run)
+    before = folder_files(teacher_run)
     params_before = checkpoint.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
     out = tmp_path_factory.mktemp("student") / "run"
     result = train_student(tiny_student(str(teacher_run)), str(out),
@@ -87,7 +77,7 @@ def distilled(teacher_run, tmp_path_factory):
 
 def test_teacher_bit_identical_after_distillation(teacher_run, distilled):
     out, _, before, params_before = distilled
-    assert _digest(teacher_run) == before  # not a byte of the teacher's run was written
+    assert folder_files(teacher_run) == before  # not a byte of the teacher's run was written
     params_after = checkpoint.read_checkpoint(str(teacher_run / "checkpoints" / f"{0:012d}"))[0]
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, params_before, params_after)))
     # ... while the student did learn something: its parameters moved.

@@ -21,7 +21,7 @@ from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.tracks import formats
-from tests.helpers import run_cli
+from tests.helpers import assert_one_error_line, folder_files, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -745,22 +745,6 @@ def test_consecutive_counts_restart_after_an_unmeasured_tick():
 # ----------------------------------------------------------------------------------------------
 
 
-def _digest(folder) -> dict:
-    """{relative path: bytes} of every file under `folder`."""
-    return {os.path.relpath(os.path.join(root, name), folder):
-            open(os.path.join(root, name), "rb").read()
-            for root, _, files in os.walk(folder) for name in files}
-
-
-def _one_error_line(code, text, *named):
-    assert code == 2, text
-    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
-    assert len(errors) == 1 and len(errors[0]) < 500, text
-    assert "Traceback" not in text and "tick " not in text, text  # refused before simulating
-    for name in named:
-        assert name in errors[0], (name, text)
-
-
 @pytest.fixture
 def wrench_track(wrench, tmp_path):
     """A two-frame track of the wrench task's object 0 (in tmp_path/in)."""
@@ -791,11 +775,11 @@ _POSE = ["--pose", "0", "0", "0.7", "1", "0", "0", "0"]
 def test_run_refuses_bad_numbers_before_simulating(argv, named, untrained_policy, wrench_track,
                                                    tmp_path, capsys):
     """NaN, infinity, a zero quaternion or a negative count: refused before loading anything."""
-    before = _digest(tmp_path)
+    before = folder_files(tmp_path)
     code, text = run_cli(capsys, "run", "--onnx", untrained_policy, "--tracks", wrench_track,
                          *_POSE, *argv, "--report", str(tmp_path / "r.json"))
-    _one_error_line(code, text, named)
-    assert _digest(tmp_path) == before
+    assert_one_error_line(code, text, named, forbidden=("tick ",))
+    assert folder_files(tmp_path) == before
 
 
 @pytest.mark.parametrize("flag, where, named", [
@@ -818,12 +802,12 @@ def test_run_refuses_an_output_it_cannot_write(flag, where, named, untrained_pol
             access = os.access
             monkeypatch.setattr(os, "access", lambda p, mode: (
                 access(p, mode) and not (mode & os.W_OK and str(p).startswith(str(locked)))))
-    before = _digest(tmp_path)
+    before = folder_files(tmp_path)
     out = str(tmp_path / where)
     code, text = run_cli(capsys, "run", "--onnx", untrained_policy, "--tracks", wrench_track,
                          *_POSE, flag, out)
-    _one_error_line(code, text, flag, out, named)
-    assert _digest(tmp_path) == before and not (tmp_path / "missing").exists()
+    assert_one_error_line(code, text, flag, out, named, forbidden=("tick ",))
+    assert folder_files(tmp_path) == before and not (tmp_path / "missing").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
@@ -907,11 +891,11 @@ def test_a_file_with_inconsistent_metadata_is_refused(which, changes, named, unt
     edited = _with_metadata(path, tmp_path, **changes)
     with pytest.raises(contract.PolicyFileError, match="re-export"):
         OnnxPolicy(edited)
-    before = _digest(tmp_path)
+    before = folder_files(tmp_path)
     code, text = run_cli(capsys, "run", "--onnx", edited, "--tracks", wrench_track,
                          "--report", str(tmp_path / "r.json"))
-    _one_error_line(code, text, edited, named)
-    assert _digest(tmp_path) == before
+    assert_one_error_line(code, text, edited, named, forbidden=("tick ",))
+    assert folder_files(tmp_path) == before
 
 
 def test_the_valid_files_pass_the_metadata_checks(untrained_policy, robot_policy):

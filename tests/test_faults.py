@@ -6,35 +6,15 @@ argument, no traceback, and no existing file changed. Nothing here compiles a tr
 the checks all happen before.
 """
 
-import hashlib
 import json
 import os
 
 import numpy as np
 import pytest
 from dex4d_jax.experiments.configs import student, teacher
-from helpers import run_cli
+from helpers import assert_one_error_line, folder_files, run_cli
 
 from dex4d_jax.training import checkpoint, loop, run_dir
-
-
-def _digest(folder) -> str:
-    h = hashlib.sha256()
-    for root, _, files in sorted(os.walk(folder)):
-        for name in sorted(files):
-            with open(os.path.join(root, name), "rb") as f:
-                h.update(name.encode() + f.read())
-    return h.hexdigest()
-
-
-def _one_error_line(code, text, *named):
-    assert code == 2, text
-    lines = [line for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("dex4d: error:")]
-    assert len(errors) == 1 and len(errors[0]) < 500, text
-    assert "Traceback" not in text and "Event loop is closed" not in text, text
-    for name in named:
-        assert name in errors[0], (name, text)
 
 
 def _fake_run(folder, config_text: str) -> None:
@@ -59,14 +39,14 @@ def _wrong_type() -> str:
 def test_a_bad_config_json_is_one_line_everywhere(config_text, named, tmp_path, capsys):
     run = tmp_path / "run"
     _fake_run(run, config_text)
-    before = _digest(tmp_path)
+    before = folder_files(tmp_path)
     for argv in (["train", "teacher", "--resume", "--out", str(run)],
                  ["export", "--policy", str(run), "--out", str(tmp_path / "p.onnx")],
                  ["train", "student", "--teacher", str(run), "--env", "ap2ap_wrench",
                   "--out", str(tmp_path / "student")]):
         code, text = run_cli(capsys, *argv)
-        _one_error_line(code, text, named, "config.json")
-    assert _digest(tmp_path) == before and not (tmp_path / "student").exists()
+        assert_one_error_line(code, text, named, "config.json")
+    assert folder_files(tmp_path) == before and not (tmp_path / "student").exists()
 
 
 def test_export_wants_a_run_folder(tmp_path, capsys):
@@ -74,7 +54,7 @@ def test_export_wants_a_run_folder(tmp_path, capsys):
     policy_file.write_bytes(b"onnx")
     code, text = run_cli(capsys, "export", "--policy", str(policy_file), "--out",
                          str(tmp_path / "out.onnx"))
-    _one_error_line(code, text, str(policy_file), "run folder")
+    assert_one_error_line(code, text, str(policy_file), "run folder")
     assert policy_file.read_bytes() == b"onnx" and not (tmp_path / "out.onnx").exists()
 
 
@@ -85,7 +65,7 @@ def test_a_student_run_is_not_a_teacher(tmp_path, capsys):
     _fake_run(run, config.to_json())
     code, text = run_cli(capsys, "train", "student", "--teacher", str(run), "--env",
                          "ap2ap_wrench", "--out", str(tmp_path / "s"))
-    _one_error_line(code, text, "not a teacher run")
+    assert_one_error_line(code, text, "not a teacher run")
 
 
 @pytest.mark.parametrize("setting, named", [
@@ -101,7 +81,7 @@ def test_a_student_run_is_not_a_teacher(tmp_path, capsys):
 def test_teacher_settings_have_types_and_ranges(setting, named, tmp_path, capsys):
     out = tmp_path / "run"
     code, text = run_cli(capsys, "train", "teacher", "--out", str(out), "--set", setting)
-    _one_error_line(code, text, setting.split("=")[0], named)
+    assert_one_error_line(code, text, setting.split("=")[0], named)
     assert not out.exists()
 
 
@@ -118,7 +98,7 @@ def test_student_settings_have_types_and_ranges(setting, named, tmp_path, capsys
     out = tmp_path / "student"
     code, text = run_cli(capsys, "train", "student", "--teacher", str(teacher_run), "--env",
                          "ap2ap_wrench", "--out", str(out), "--set", setting)
-    _one_error_line(code, text, setting.split("=")[0], named)
+    assert_one_error_line(code, text, setting.split("=")[0], named)
     assert not out.exists()
 
 
@@ -126,7 +106,7 @@ def test_an_output_that_cannot_be_created_is_refused_first(tmp_path, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     code, text = run_cli(capsys, "train", "teacher", "--out", str(blocker / "run"))
-    _one_error_line(code, text, str(blocker))
+    assert_one_error_line(code, text, str(blocker))
     assert blocker.read_text() == "x"
 
 
@@ -135,7 +115,7 @@ def test_one_process_per_run_folder(tmp_path, capsys):
     with run_dir.exclusive(str(run), resume=False):
         run_dir.prepare_run_dir(str(run), teacher.get_config("quick"), resume=False)
         code, text = run_cli(capsys, "train", "teacher", "--resume", "--out", str(run))
-        _one_error_line(code, text, f"run in use by PID {os.getpid()}")
+        assert_one_error_line(code, text, f"run in use by PID {os.getpid()}")
         with pytest.raises(run_dir.RunDirError, match="run in use"):
             with run_dir.exclusive(str(run), resume=True):
                 pass

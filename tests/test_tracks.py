@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import run_cli, run_headless, skip_without_gl
+from helpers import assert_one_error_line, folder_files, run_cli, run_headless, skip_without_gl
 from scipy.spatial.transform import Rotation
 
 from dex4d_jax.tracks import clean, cli, formats, lift, pipeline, synthetic, trackers
@@ -580,22 +580,6 @@ def test_cli_bad_input_is_a_usage_error(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 
 
-def _files(folder) -> dict:
-    """{relative path: bytes} of every file under `folder`."""
-    return {os.path.relpath(os.path.join(root, name), folder):
-            open(os.path.join(root, name), "rb").read()
-            for root, _, files in os.walk(folder) for name in files}
-
-
-def _one_error_line(code, text, *named):
-    assert code == 2, text
-    errors = [line for line in text.splitlines() if line.startswith("dex4d: error:")]
-    assert len(errors) == 1 and len(errors[0]) < 500, text
-    assert "Traceback" not in text, text
-    for name in named:
-        assert name in errors[0], (name, text)
-
-
 @pytest.mark.parametrize("where, named", [
     ("full", "already exists and is not empty"),
     ("full/a.txt", "is a file"),
@@ -605,11 +589,11 @@ def test_demo_refuses_a_folder_that_is_not_new_or_empty(where, named, tmp_path, 
     """As the training commands do: the user's files are never overwritten (nothing rendered)."""
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "a.txt").write_text("keep me")
-    before = _files(tmp_path)
+    before = folder_files(tmp_path)
     out = str(tmp_path / where)
     code, text = run_cli(capsys, "tracks", "demo", "--out", out)
-    _one_error_line(code, text, "--out", out, named)
-    assert _files(tmp_path) == before
+    assert_one_error_line(code, text, "--out", out, named)
+    assert folder_files(tmp_path) == before
 
 
 @pytest.mark.parametrize("argv, named", [
@@ -630,12 +614,12 @@ def test_tracks_refuses_bad_numbers_and_outputs_before_reading(argv, named, tmp_
     """Checked before any input is read (the inputs here do not even exist)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.npz").write_bytes(b"not read")
-    before = _files(tmp_path)
+    before = folder_files(tmp_path)
     inputs = ["--video", "v.mp4", "--mask", "m.png", "--depth", "d.npz", "--camera", "c.npz",
               "--depth0", "d0.npy"]
     code, text = run_cli(capsys, "tracks", "from-video", *inputs, "--out", "t.npz", *argv)
-    _one_error_line(code, text, named)
-    assert _files(tmp_path) == before and not (tmp_path / "missing").exists()
+    assert_one_error_line(code, text, named)
+    assert folder_files(tmp_path) == before and not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("command", ["lift", "from-video", "demo"])

@@ -17,6 +17,8 @@ import math
 import os
 import sys
 
+from dex4d_jax.outputs import output_problem
+
 _DESCRIPTION = """\
 3D object point tracks, the goals `dex4d run` follows (docs/tracks.md).
 
@@ -131,35 +133,16 @@ def _demo(args, parser: argparse.ArgumentParser) -> int:
 def _output_problem(path: str, is_folder: bool = False) -> str | None:
     """Why --out `path` cannot be written, or None; nothing is created or changed.
 
-    A file (.npz) must not be a folder and its folder must exist. A folder (`is_folder`,
-    tracks demo) may be missing (it is created) or empty, and what it is created in must be a
-    folder.
+    A file must be a .npz whose folder exists; a folder (`is_folder`, tracks demo) may be
+    missing (it is created) but not hold anything (the user's files are never overwritten).
     """
     path = os.path.abspath(path)
+    if is_folder and os.path.isdir(path) and os.listdir(path):
+        return (f"--out {path} already exists and is not empty; choose a new folder or "
+                "empty it")
     if is_folder:
-        if os.path.isfile(path):
-            return f"--out {path} is a file; give a new or empty folder"
-        if os.path.isdir(path) and os.listdir(path):
-            return (f"--out {path} already exists and is not empty; choose a new folder or "
-                    "empty it")
-        folder = path
-    else:
-        if os.path.isdir(path):
-            return f"--out {path} is a folder; give a .npz file name"
-        if not path.endswith(".npz"):
-            return f"--out {path} does not end in .npz; give a .npz file name"
-        folder = os.path.dirname(path)
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"--out {path}: {existing} is a file, not a folder; choose another location"
-    if existing != folder and not is_folder:
-        return f"--out {path}: the folder {folder} does not exist; create it first"
-    if not os.access(existing, os.W_OK | os.X_OK) or (
-            not is_folder and os.path.exists(path) and not os.access(path, os.W_OK)):
-        return f"--out {path}: {existing} is not writable; choose another location"
-    return None
+        return output_problem(path, "--out", is_folder=True, create_missing=True)
+    return output_problem(path, "--out", suffix=".npz")
 
 
 def _argument_problem(args) -> str | None:

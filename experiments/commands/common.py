@@ -1,4 +1,8 @@
-"""What several subcommands share: the error line, the compilation cache, offscreen GL."""
+"""What several subcommands share: the error line, the compilation cache, offscreen GL.
+
+`output_problem` (an output that cannot be written) lives in `dex4d_jax.outputs`, which the
+point-track command uses too.
+"""
 
 from __future__ import annotations
 
@@ -48,34 +52,3 @@ def write_render(render_and_save, path: str, what: str) -> int:
         return error(f"cannot write {path}: {err}")
     print(f"Wrote {path} ({what})")
     return 0
-
-
-def output_problem(path: str, flag: str, suffix: str | None = None, is_folder: bool = False,
-                   create_missing: bool = False) -> str | None:
-    """Why `path` (given by `flag`) cannot be written, or None; nothing is created.
-
-    Args:
-      path: a file to write, or with `is_folder` a folder to create or fill.
-      flag: the argument that named it, for the message.
-      suffix: the ending a file must have (what its writer picks the format from).
-      is_folder: `path` is a folder (a run folder, an output folder).
-      create_missing: missing folders on the way will be created (they must be creatable).
-    """
-    if os.path.isdir(path) and not is_folder:
-        return f"{flag} {path} is a folder; give a file name"
-    if os.path.exists(path) and not os.path.isdir(path) and is_folder:
-        return f"{flag} {path} is a file; give a folder"
-    if suffix and not path.endswith(suffix):
-        return f"{flag} {path} does not end in {suffix}; give a {suffix} file name"
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"{flag} {path}: {existing} is a file, not a folder; choose another location"
-    if existing != folder and not create_missing:
-        return f"{flag} {path}: the folder {folder} does not exist; create it first"
-    if not os.access(existing, os.W_OK | os.X_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)):
-        return f"{flag} {path} is not writable; choose another location"
-    return None

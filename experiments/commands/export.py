@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import (
-    enable_compilation_cache,
-    error,
-    output_problem,
-)
+from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+
+from dex4d_jax.outputs import output_problem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,9 @@ import argparse
 import math
 import os
 
-from dex4d_jax.experiments.commands.common import error, output_problem, use_headless_gl
+from dex4d_jax.experiments.commands.common import error, use_headless_gl
+
+from dex4d_jax.outputs import output_problem
 
 
 def add_arguments(r: argparse.ArgumentParser) -> None:

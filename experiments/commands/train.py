@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import (
-    enable_compilation_cache,
-    error,
-    output_problem,
-)
+from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+
+from dex4d_jax.outputs import output_problem
 
 # Flags that are shorthands for config fields: flag dest -> dotted path.
 TEACHER_SHORTHANDS = {"encoder": "network.encoder", "pooling": "network.pooling",
@@ -106,8 +104,10 @@ def _settings(args, shorthands: dict) -> dict:
     return {**given, **parse_assignments(args.settings)}
 
 
-def _ignored_on_resume(args, argv: list[str], names: set[str]) -> None:
-    used = [a for a in argv if a.split("=")[0] in names]
+def _ignored_on_resume(argv: list[str]) -> None:
+    """Says which given flags a resume ignores (all but --out, --resume, --no-progress)."""
+    used = [a for a in argv if a.startswith("--")
+            and a.split("=")[0] not in ("--out", "--resume", "--no-progress")]
     if used:
         print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
 
@@ -162,27 +162,36 @@ def _teacher_config(args, parser):
     return configs.validate(configs.apply_settings(config, _settings(args, TEACHER_SHORTHANDS)))
 
 
+def _train(args, argv: list[str], new_config, train):
+    """The flow both trainers share: the config (saved one on --resume, else `new_config()`)
+    and the environments checked and built before anything is created or compiled, then
+    `train(config, env, eval_env)`; bad input is one line and exit 2. Returns (code, result)."""
+    config = None
+    try:
+        if args.resume:
+            _ignored_on_resume(argv)
+            env, eval_env = _envs(_saved_config(args.out))
+        else:
+            _check_out(args.out)
+            config = new_config()
+            env, eval_env = _envs(config)
+        enable_compilation_cache()
+        return 0, train(config, env, eval_env)
+    except _user_errors() as err:
+        return error(_one_line(err)), None
+
+
 def _train_teacher(args, parser, argv: list[str]) -> int:
     from dex4d_jax.teacher import train  # noqa: PLC0415
 
     if args.resume and args.init_from:
         parser.error("--init-from starts a new run; it cannot be combined with --resume")
-    config = None
-    try:  # everything given is checked before anything is created or compiled
-        if args.resume:
-            _ignored_on_resume(args, argv, {"--encoder", "--pooling", "--preset", "--seed",
-                                            "--steps", "--set", "--env", "--learning-rate",
-                                            "--stage"})
-            env, eval_env = _envs(_saved_config(args.out))
-        else:
-            _check_out(args.out)
-            config = _teacher_config(args, parser)
-            env, eval_env = _envs(config)
-        enable_compilation_cache()
-        result = train.train_teacher(config, args.out, env, eval_env, resume=args.resume,
-                                     progress=not args.no_progress, init_from=args.init_from)
-    except _user_errors() as err:
-        return error(_one_line(err))
+    code, result = _train(args, argv, lambda: _teacher_config(args, parser),
+                          lambda config, env, eval_env: train.train_teacher(
+                              config, args.out, env, eval_env, resume=args.resume,
+                              progress=not args.no_progress, init_from=args.init_from))
+    if code:
+        return code
     print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
           f"(first goal reached and held; {result.goals_reached:.2f} goals held per episode). "
           f"Checkpoints in {args.out}/checkpoints")
@@ -225,22 +234,12 @@ def _student_config(args, parser):
 def _train_student(args, parser, argv: list[str]) -> int:
     from dex4d_jax.student import train  # noqa: PLC0415
 
-    config = None
-    try:  # everything given is checked before anything is created or compiled
-        if args.resume:
-            _ignored_on_resume(args, argv, {"--teacher", "--env", "--preset", "--arch",
-                                            "--no-world-model", "--encoder", "--masking",
-                                            "--beta", "--seed", "--steps", "--set"})
-            env, eval_env = _envs(_saved_config(args.out))
-        else:
-            _check_out(args.out)
-            config = _student_config(args, parser)
-            env, eval_env = _envs(config)
-        enable_compilation_cache()
-        result = train.train_student(config, args.out, env, eval_env, resume=args.resume,
-                                     progress=not args.no_progress)
-    except _user_errors() as err:
-        return error(_one_line(err))
+    code, result = _train(args, argv, lambda: _student_config(args, parser),
+                          lambda config, env, eval_env: train.train_student(
+                              config, args.out, env, eval_env, resume=args.resume,
+                              progress=not args.no_progress))
+    if code:
+        return code
     s, t = result["student"], result["teacher"]
     print(f"Student success rate {s['success_rate']:.3f} with masked points, teacher "
           f"{t['success_rate']:.3f} with all points, on the same {s['num_episodes']} fresh "
