@@ -7,6 +7,12 @@ __version__ = "0.1.0"
 # XLA's C++ warnings (e.g. about reloading cached CPU executables) are noise for users.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# XLA's CPU fusion emitters make MJX several times slower on a CPU: turn them off before JAX
+# starts its backends (dex4d_jax/xla_flags.py says why, and how to opt out).
+from dex4d_jax import xla_flags as _xla_flags  # noqa: E402
+
+_xla_flags.apply()
+
 # The repository keeps envs/, mjcf/ and experiments/ beside this folder, and the installed
 # distribution maps them to dex4d_jax.envs, dex4d_jax.mjcf and dex4d_jax.experiments (see
 # pyproject.toml). When this module is imported straight from a source checkout (for example

@@ -43,6 +43,34 @@ _HIDDEN_SIZE = 0.001
 _QUAT_ID = np.array([1.0, 0.0, 0.0, 0.0])
 
 
+class ContactLimits(NamedTuple):
+    """MJX's caps on the collision work of one physics step (-1: no cap).
+
+    MJX's JAX implementation gives every candidate geom pair fixed contact slots and computes
+    all of them at every step (174 pairs and 540 contact slots in the default robot scene), and
+    its constraint solver works on every slot, touching or not. The caps are MJX's own
+    `<custom><numeric>` options (MuJoCo Playground's LEAP hand uses them too):
+
+    max_contact_points: contacts kept per step, those with the smallest distance (the deepest);
+      each costs the solver 4 constraint rows (pyramidal cone, condim 3).
+    max_geom_pairs: per group of pairs with the same geom types (box-box, capsule-box, ...; plane
+      pairs are never culled), the pairs whose bounding spheres are nearest, the only ones that
+      then run the narrow phase.
+
+    The physics is unchanged while fewer contacts are active than the cap and fewer pairs of a
+    type overlap than its cap: tests/test_grasp.py measures a power grasp's counts, and
+    docs/robot.md gives the values and the cost (bench/ap2ap_step_cost.py).
+    """
+
+    max_contact_points: int
+    max_geom_pairs: int
+
+
+# The robot scene's caps: the measured counts and their margins are in docs/robot.md.
+CONTACT_LIMITS = ContactLimits(max_contact_points=32, max_geom_pairs=32)
+NO_CONTACT_LIMITS = ContactLimits(-1, -1)
+
+
 class Inertial(NamedTuple):
     """Explicit mass properties of an object body (object frame); the library stores them as
     arrays, `inertia.MassProperties` has the same fields and serves too."""
@@ -58,24 +86,34 @@ def wrench_scene_spec() -> mujoco.MjSpec:
     return mujoco.MjSpec.from_string(WRENCH_XML.read_text())
 
 
-def robot_scene_spec(collision: str = "default") -> mujoco.MjSpec:
-    """The robot scene's MjSpec with a collision preset applied.
+def robot_scene_spec(collision: str = "default", contact_limits: ContactLimits | None = None
+                     ) -> mujoco.MjSpec:
+    """The robot scene's MjSpec with a collision preset and MJX's contact caps applied.
 
     Args:
       collision: one of COLLISION_PRESETS: "default"; "hand_self" adds hand self-collision;
         "table_box" makes the table a box instead of a plane; "full_hand" makes all 67 LEAP
         boxes colliders instead of 24 (docs/robot.md).
+      contact_limits: MJX's caps on contacts and geom pairs (CONTACT_LIMITS by default);
+        written as the model's `max_contact_points` / `max_geom_pairs` custom numerics, which
+        native MuJoCo ignores.
 
     Returns:
       An uncompiled spec of mjcf/dex4d_scene.xml.
 
     Raises:
-      ValueError: an unknown preset.
+      ValueError: an unknown preset, or a cap below -1.
     """
     if collision not in COLLISION_PRESETS:
         raise ValueError(f"Unknown collision preset {collision!r}; valid: "
                          f"{', '.join(COLLISION_PRESETS)}")
+    limits = CONTACT_LIMITS if contact_limits is None else contact_limits
     spec = mujoco.MjSpec.from_file(str(robot.SCENE_XML))
+    for name, value in limits._asdict().items():
+        if int(value) < -1:
+            raise ValueError(f"{name} must be -1 (no cap) or a count, got {value}")
+        if int(value) >= 0:
+            spec.add_numeric(name=name, data=[float(value)])
     hand_bodies = {b.name for b in spec.body(robot.HAND_BODY).find_all(mujoco.mjtObj.mjOBJ_BODY)}
     hand_bodies.add(robot.HAND_BODY)
     hand_geoms = [g for g in spec.geoms if g.parent.name in hand_bodies]

@@ -61,7 +61,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 from mujoco.mjx._src import support as mjx_support
 
-from dex4d_jax import geometry, object_library, robot, shapes
+from dex4d_jax import geometry, object_library, robot, scene_models, shapes
 
 NUM_POINTS = 128
 # Object workspace (base frame): reset poses lie around CENTER; goals stay in this box.
@@ -98,7 +98,9 @@ class Ap2ap(base.MjxEnv):
             raise ValueError(f"hand_init must be 'low' or 'high', got {config.hand_init!r}")
         library = object_library.load_library(config.split, config.num_objects,
                                               config.object_seed, tuple(config.families))
-        self._scene = robot_scene.build_scene_objects(library)
+        self._scene = robot_scene.build_scene_objects(
+            library, contact_limits=scene_models.ContactLimits(config.max_contact_points,
+                                                               config.max_geom_pairs))
         mj_model = self._scene.mj_model
         super().__init__(config, mj_model)
         self._mjx_model = objects.put_model(mj_model)

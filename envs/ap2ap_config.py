@@ -10,7 +10,7 @@ from __future__ import annotations
 from dex4d_jax.envs import poses
 from ml_collections import config_dict
 
-from dex4d_jax import config_checks, object_library
+from dex4d_jax import config_checks, object_library, scene_models
 
 REWARD_TERMS = ("goal", "fingertip", "palm", "bonus", "curl", "table", "action")
 # Stage weights of Table V.
@@ -36,6 +36,10 @@ def default_config() -> config_dict.ConfigDict:
     return config_dict.create(
         sim_dt=1 / 120,  # the scene's timestep (mjcf/dex4d_scene.xml)
         ctrl_dt=1 / 30,
+        # MJX's caps on contacts per step and on geom pairs per type group (-1: no cap);
+        # scene_models.ContactLimits and docs/robot.md say what they cost and keep.
+        max_contact_points=scene_models.CONTACT_LIMITS.max_contact_points,
+        max_geom_pairs=scene_models.CONTACT_LIMITS.max_geom_pairs,
         episode_length=400,
         # Objects: `num_objects` of the training library, these families (stages 1-2: bottle).
         split="train",
@@ -93,6 +97,8 @@ SETTING_RANGES = {
     "families": config_checks.OneOf(object_library.FAMILIES, many=True),
     "hand_init": config_checks.OneOf(("low", "high")),
     "object_seed": config_checks.Range(integer=True),
+    **dict.fromkeys(("max_contact_points", "max_geom_pairs"),
+                    config_checks.Range(low=-1, integer=True)),
     "too_far_threshold": config_checks.Range(),
 }
 

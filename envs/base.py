@@ -12,6 +12,7 @@ from ml_collections import config_dict
 from mujoco import mjx
 
 import dex4d_jax.mjcf
+from dex4d_jax import xla_flags
 
 # Every environment finds its model files from this one folder (shipped inside the package).
 ROOT_PATH = os.path.dirname(os.path.abspath(dex4d_jax.mjcf.__file__))
@@ -73,6 +74,7 @@ class MjxEnv(brax_base.Env):
     """
 
     def __init__(self, config: config_dict.ConfigDict, mj_model: mujoco.MjModel):
+        xla_flags.warn_if_slow_cpu()
         self._config = config
         self._mj_model = mj_model
         self._mj_model.opt.timestep = config.sim_dt

@@ -34,6 +34,7 @@ class SceneObjects:
       support: [K, P, 4] support points (x, y, z, radius) giving each object's lowest point.
       library: the objects.
       collision: the collision preset.
+      contact_limits: MJX's contact caps (scene_models.ContactLimits).
     """
 
     mj_model: mujoco.MjModel
@@ -42,6 +43,7 @@ class SceneObjects:
     support: np.ndarray
     library: object_library.ObjectLibrary
     collision: str
+    contact_limits: scene_models.ContactLimits = scene_models.CONTACT_LIMITS
 
     @property
     def num_objects(self) -> int:
@@ -55,7 +57,8 @@ class SceneObjects:
     def native_model(self, object_id: int) -> mujoco.MjModel:
         """The scene compiled with object `object_id`, for native MuJoCo."""
         return scene_models.compile_object_model(
-            lambda: scene_models.robot_scene_spec(self.collision), self.library.spec(object_id),
+            lambda: scene_models.robot_scene_spec(self.collision, self.contact_limits),
+            self.library.spec(object_id),
             scene_models.ROBOT_SLOT_GEOMS,
             object_library.ROBOT_SLOTS, _inertial(self.library, object_id))
 
@@ -65,30 +68,34 @@ def _inertial(library: object_library.ObjectLibrary, i: int) -> scene_models.Ine
                                  library.iquat[i])
 
 
-def build_scene_objects(library: object_library.ObjectLibrary,
-                        collision: str = "default") -> SceneObjects:
+def build_scene_objects(library: object_library.ObjectLibrary, collision: str = "default",
+                        contact_limits: scene_models.ContactLimits | None = None
+                        ) -> SceneObjects:
     """Compiles the scene once per object and stacks the fields that change.
 
     Args:
       library: objects in the ROBOT_SLOTS layout, with mass properties.
       collision: a collision preset.
+      contact_limits: MJX's contact caps (scene_models.CONTACT_LIMITS by default).
 
     Returns:
       The stacked fields; each object keeps its library mass, centre of mass and inertia.
     """
+    limits = scene_models.CONTACT_LIMITS if contact_limits is None else contact_limits
     if tuple(library.slot_kinds) != object_library.ROBOT_SLOTS:
         raise ValueError(f"Library slots {library.slot_kinds} do not match the scene's "
                          f"{object_library.ROBOT_SLOTS}")
     specs = [library.spec(i) for i in range(len(library))]
     inertials = [_inertial(library, i) for i in range(len(library))]
     mj_model, fields = objects.batched_object_fields(
-        lambda: scene_models.robot_scene_spec(collision), specs, scene_models.ROBOT_SLOT_GEOMS,
+        lambda: scene_models.robot_scene_spec(collision, limits), specs,
+        scene_models.ROBOT_SLOT_GEOMS,
         object_library.ROBOT_SLOTS,
         inertials=inertials)
     robot.check_model(mj_model)
     support = np.stack([objects.support_points(s, object_library.ROBOT_SLOTS) for s in specs])
     return SceneObjects(mj_model, fields, np.asarray(library.keypoints, np.float32), support,
-                        library, collision)
+                        library, collision, limits)
 
 
 def batched_rollout(scene: SceneObjects, num_steps: int):

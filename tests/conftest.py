@@ -10,6 +10,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# dex4d_jax first: it sets XLA's CPU flags (dex4d_jax/xla_flags.py) before JAX starts.
+import dex4d_jax  # noqa: E402, F401
 import jax  # noqa: E402
 
 jax.config.update(
