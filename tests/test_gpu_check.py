@@ -1,0 +1,50 @@
+"""bench/gpu_check.sh --smoke: the GPU check's code paths on this CPU (issue 17).
+
+The check compiles the robot environment's step at two batch sizes, the PPO epoch and the
+evaluation rollout (minutes with a cold compile cache), so the test is slow. It shares the
+suite's persistent compile cache (tests/conftest.py: DEX4D_JAX_CACHE, else .jax_cache).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = ("env step compile", "env steps/s, 8 envs (jax)", "env steps/s, 16 envs (jax)",
+        "env steps/s (warp)", "peak device memory", "PPO compile (evaluation + first epoch)",
+        "PPO steps/s, learning included", "stage-1 curve", "total time")
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke(tmp_path):
+    """Every row of the table is filled in, and the curve is a PNG."""
+    out = tmp_path / "check"
+    env = dict(os.environ, PYTHON=sys.executable,
+               DEX4D_JAX_CACHE=os.environ.get("DEX4D_JAX_CACHE",
+                                              os.path.join(ROOT, ".jax_cache")))
+    env.pop("OUT", None)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), "--smoke",
+                           "--out", str(out)], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (out / "table.md").read_text()
+    assert table in proc.stdout
+    assert "device: cpu" in table and "gpu_check.sh --smoke" in table
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    for row in ROWS:
+        assert row in rows, row
+        assert rows[row] and rows[row] != "not reached within the budget", (row, table)
+    for row in ("env steps/s, 8 envs (jax)", "env steps/s, 16 envs (jax)",
+                "PPO steps/s, learning included"):
+        assert float(rows[row].replace(",", "")) > 0, (row, rows[row])
+    assert rows["peak device memory"].startswith("n/a")
+    assert rows["env steps/s (warp)"] in ("warp-lang not installed", "not measured")
+    assert rows["stage-1 curve"].endswith("curve.png")
+    with Image.open(out / "curve.png") as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 300
+    assert (out / "ppo_stage1" / "metrics.jsonl").is_file()
