@@ -38,7 +38,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -160,30 +159,6 @@ def _peak_memory() -> tuple[str, float | None]:
         return "n/a (no peak_bytes_in_use)", None
     gib = peak / 2**30
     return f"{gib:.2f} GiB", gib
-
-
-def _drop_unknown_xla_flags() -> str | None:
-    """Removes dex4d_jax's CPU flags from XLA_FLAGS where this jaxlib does not know them.
-
-    dex4d_jax adds `--xla_cpu_use_fusion_emitters=false` to XLA_FLAGS when it is imported
-    (dex4d_jax/xla_flags.py); jaxlib 0.11.2 no longer has that flag and aborts the process
-    when its first backend, CPU or GPU, starts ("Unknown flag in XLA_FLAGS"). A subprocess
-    that starts only the CPU backend with those flags finds out (about 2 s). Returns what was
-    dropped, or None.
-    """
-    from dex4d_jax import xla_flags  # noqa: PLC0415
-
-    current = os.environ.get("XLA_FLAGS", "").split()
-    ours = [flag for flag in xla_flags.CPU_FLAGS if flag in current]
-    if not ours:
-        return None
-    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"],
-                           env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(ours)),
-                           capture_output=True, text=True, timeout=300, check=False)
-    if probe.returncode == 0:
-        return None
-    os.environ["XLA_FLAGS"] = " ".join(flag for flag in current if flag not in ours)
-    return " ".join(ours)
 
 
 # -- the environment ------------------------------------------------------------------------
@@ -552,9 +527,7 @@ def main(argv=None) -> int:
     # dex4d_jax first: it sets XLA's CPU flags before JAX starts its backends.
     import dex4d_jax  # noqa: F401, I001, PLC0415
 
-    dropped = _drop_unknown_xla_flags()
-    if dropped:
-        say(f"this jaxlib does not know {dropped}: dropped from XLA_FLAGS")
+    from dex4d_jax import xla_flags  # noqa: PLC0415
     import jax  # noqa: I001, PLC0415
 
     if args.cache:
@@ -573,9 +546,8 @@ def main(argv=None) -> int:
     if args.cache:
         report.header.append(f"- JAX persistent compile cache: {args.cache} (a compile time is "
                              "a cache load where it held the program)")
-    if dropped:
-        report.header.append(f"- XLA_FLAGS: {dropped} dropped (this jaxlib aborts on it; "
-                             "dex4d_jax/xla_flags.py adds it)")
+    report.header.append(f"- dex4d_jax's CPU XLA flags (dex4d_jax/xla_flags.py): "
+                         f"{xla_flags._status}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     say(f"device: {device.device_kind} ({device.platform}); {_versions()}")
     config = run_config(args)
     say(f"building the environments (stage 1, {config.env.num_objects} objects)")

@@ -4,12 +4,15 @@
 since jaxlib 0.9) compile MJX's many small, batched kinematics and dynamics fusions into very
 slow code: on the project's 2-core CPU, `jax.vmap(mjx.kinematics)` of the robot scene at 64
 environments takes 112 ms with them and 0.38 ms without, and the robot's bare physics step
-gains 1.7-7x (docs/benchmarks.md, "Why the robot environment was slow"; upstream:
+gains 1.7-7x (docs/benchmarks.md, "The robot environment, issue 17"; upstream:
 openxla/xla#41173, jax-ml/jax#33761). The flag touches only the CPU backend (GPU and TPU
-ignore it) and exists in every jaxlib the pins allow (0.9 to 0.11, checked in the wheels).
+ignore it). jaxlib 0.9.2 and 0.10.2 accept it; jaxlib 0.11.2 no longer knows it and aborts
+the process at backend start ("Unknown flag in XLA_FLAGS"), so it is added only for jaxlib
+older than FLAGS_BEFORE (checked on each of those releases).
 
 `apply()` runs when `dex4d_jax` is imported and appends the flag to the `XLA_FLAGS`
 environment variable, unless
+  * the installed jaxlib is FLAGS_BEFORE or newer, or not installed (the JAX-free deploy), or
   * the user already chose a value for it in `XLA_FLAGS` (theirs is kept), or
   * `DEX4D_JAX_KEEP_XLA_FLAGS=1` is set (leave XLA's defaults alone), or
   * JAX's backends were already started in this process (XLA reads its flags once, when the
@@ -26,9 +29,12 @@ import warnings
 
 CPU_FLAGS = ("--xla_cpu_use_fusion_emitters=false",)
 OPT_OUT = "DEX4D_JAX_KEEP_XLA_FLAGS"
+# The first jaxlib release that rejects CPU_FLAGS (0.11.2 checked; 0.10.2 accepts them).
+FLAGS_BEFORE = (0, 11)
 
 # What apply() found: "set" (flags added before the backends started), "user" (XLA_FLAGS
-# already names them), "opted_out", "too_late" (backends already started), or None.
+# already names them), "opted_out", "too_late" (backends already started), "unsupported"
+# (jaxlib too new, or absent), or None.
 _status: str | None = None
 
 
@@ -40,21 +46,37 @@ def _backends_started() -> bool:
     return bool(started()) if started is not None else False
 
 
-def apply(environ: dict | None = None) -> str:
+def _jaxlib_version() -> tuple[int, ...] | None:
+    """The installed jaxlib's (major, minor), read from its metadata (JAX is not imported)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        parts = metadata.version("jaxlib").split(".")[:2]
+        return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def apply(environ: dict | None = None, jaxlib_version: tuple[int, ...] | None = ()) -> str:
     """Adds CPU_FLAGS to `XLA_FLAGS` when that can still take effect.
 
     Args:
       environ: the environment to change (os.environ by default; tests pass a dict).
+      jaxlib_version: (major, minor) to decide by; the installed jaxlib's by default, None
+        for "no jaxlib".
 
     Returns:
-      "set", "user", "opted_out" or "too_late" (see the module docstring).
+      "set", "user", "opted_out", "unsupported" or "too_late" (see the module docstring).
     """
     global _status
     env = os.environ if environ is None else environ
+    version = _jaxlib_version() if jaxlib_version == () else jaxlib_version
     current = env.get("XLA_FLAGS", "")
     names = [flag.split("=")[0] for flag in CPU_FLAGS]
     if env.get(OPT_OUT, "") not in ("", "0"):
         status = "opted_out"
+    elif version is None or tuple(version) >= FLAGS_BEFORE:
+        status = "unsupported"
     elif all(name in current for name in names):
         status = "user"
     elif _backends_started():
