@@ -35,13 +35,32 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or does not fit the networks being trained."""
 
 
-def _checkpointer():
+def _checkpointer(saving: bool):
+    """An orbax checkpointer of `state` and `meta` items.
+
+    In a multi-process job only process 0 saves, and each process reads on its own, so
+    neither waits for another process: every handler (orbax syncs in each of them) is given
+    the same one-process options.
+    """
     from orbax import checkpoint as ocp  # noqa: PLC0415 (heavy; only when checkpoints are used)
 
     options = ocp.options.MultiprocessingOptions()
-    if jax.process_count() > 1:  # Only process 0 saves; the others must not wait for it.
-        options = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(), multiprocessing_options=options)
+    if jax.process_count() > 1:
+        alone = 0 if saving else jax.process_index()
+        options = ocp.options.MultiprocessingOptions(primary_host=alone,
+                                                     active_processes={alone})
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    state = ocp.StandardCheckpointHandler(multiprocessing_options=options)
+    meta = ocp.JsonCheckpointHandler(multiprocessing_options=options)
+    for item, handler, args in (("state", state, ocp.args.StandardSave),
+                                ("state", state, ocp.args.StandardRestore),
+                                ("meta", meta, ocp.args.JsonSave),
+                                ("meta", meta, ocp.args.JsonRestore)):
+        registry.add(item, args, handler)
+    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(
+        handler_registry=registry,
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options)),
+        multiprocessing_options=options)
 
 
 def is_complete(path: str) -> bool:
@@ -83,7 +102,7 @@ def write_checkpoint(root: str, step: int, tree, optimizer_state, epoch: int, fm
     path = os.path.join(root, f"{step:012d}")
     meta = {"format": fmt, "step": int(step), "epoch": int(epoch),
             "optimizer_tree": str(jax.tree.structure(optimizer_state)), **(extra_meta or {})}
-    _checkpointer().save(path, ocp.args.Composite(
+    _checkpointer(saving=True).save(path, ocp.args.Composite(
         state=ocp.args.StandardSave(jax.tree.map(np.asarray, tree)),
         meta=ocp.args.JsonSave(meta)))
     return path
@@ -102,7 +121,7 @@ def read_checkpoint(path: str, fmt: str = PPO_FORMAT):
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     try:
-        restored = _checkpointer().restore(path, ocp.args.Composite(
+        restored = _checkpointer(saving=False).restore(path, ocp.args.Composite(
             state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
         tree, meta = restored["state"], restored["meta"]
         if not isinstance(meta, dict) or meta.get("format") != fmt:

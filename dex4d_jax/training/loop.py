@@ -100,6 +100,8 @@ class DeviceLayout:
 
     Attributes:
       local_devices: the devices this process uses.
+      devices: the devices of the whole job, process by process (what `pmap` maps over; the
+        same sequence in every process).
       device_count: devices in the whole job.
       envs_per_device: environments on each device.
       env_ids: int32 [local devices, envs_per_device], each environment's global index.
@@ -111,7 +113,9 @@ class DeviceLayout:
     def __init__(self, num_envs: int, max_devices: int | None = None):
         self.local_devices = jax.local_devices()[:max_devices]
         local = len(self.local_devices)
-        self.device_count = local * jax.process_count()
+        self.devices = [d for p in range(jax.process_count())
+                        for d in jax.local_devices(process_index=p)[:max_devices]]
+        self.device_count = len(self.devices)
         if num_envs % self.device_count:
             raise ValueError(f"num_envs ({num_envs}) must be a multiple of the "
                              f"{self.device_count} devices.")
@@ -127,7 +131,7 @@ class DeviceLayout:
         inputs between them are the same on every device.
         """
         in_axes = (0, None) + (None,) * num_inputs + (0,)
-        return jax.pmap(program, axis_name=AXIS, in_axes=in_axes, devices=self.local_devices)
+        return jax.pmap(program, axis_name=AXIS, in_axes=in_axes, devices=self.devices)
 
     def replicate(self, tree):
         """A host pytree broadcast to [local devices, ...] (no copy)."""

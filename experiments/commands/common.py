@@ -1,5 +1,6 @@
 """What several subcommands share: the error line, the compilation cache, offscreen GL.
 
+`start_distributed` makes `dex4d train` one process of a multi-process (multi-host) job;
 `output_problem` (an output that cannot be written) lives in `dex4d_jax.outputs`, which the
 point-track command uses too.
 """
@@ -28,6 +29,83 @@ def enable_compilation_cache() -> None:
                            os.path.join(os.path.expanduser("~"), ".cache", "dex4d_jax", "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+# The environment variables that make `dex4d train` one process of a multi-process job.
+COORDINATOR, NUM_PROCESSES, PROCESS_ID = ("DEX4D_COORDINATOR", "DEX4D_NUM_PROCESSES",
+                                          "DEX4D_PROCESS_ID")
+_DISTRIBUTED = (f"{COORDINATOR}=HOST:PORT (process 0's address and a free port), "
+                f"{NUM_PROCESSES}=N and {PROCESS_ID}=0..N-1")
+
+
+def distributed_settings(environ=None) -> tuple[str, int, int] | None:
+    """The multi-process job the environment describes, if any.
+
+    Returns:
+      (coordinator address, number of processes, process id) from DEX4D_COORDINATOR,
+      DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID, or None when none of them is set.
+
+    Raises:
+      ValueError: some but not all are set, or a value is malformed (a one-line message).
+    """
+    env = os.environ if environ is None else environ
+    given = {name: env.get(name, "").strip() for name in (COORDINATOR, NUM_PROCESSES,
+                                                          PROCESS_ID)}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} not set; a multi-process run needs "
+                         f"{_DISTRIBUTED}")
+    address = given[COORDINATOR]
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{COORDINATOR}={address} is not HOST:PORT (process 0's address and "
+                         "a free port, e.g. 10.0.0.1:12345)")
+    count, index = given[NUM_PROCESSES], given[PROCESS_ID]
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{NUM_PROCESSES}={count} is not a positive whole number")
+    if not index.isdigit() or int(index) >= int(count):
+        raise ValueError(f"{PROCESS_ID}={index} is not one of 0..{int(count) - 1} "
+                         f"({NUM_PROCESSES}={count})")
+    return address, int(count), int(index)
+
+
+def start_distributed(environ=None) -> str | None:
+    """Joins the multi-process job the DEX4D_* variables describe; returns why not, or None.
+
+    The job that DEX4D_COORDINATOR, DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID describe is joined
+    with `jax.distributed.initialize`, before anything touches a device; nothing happens when
+    they are unset. The reason it cannot be joined is one line (bad values, no coordinator).
+
+    On CPUs the processes' collectives go through gloo over TCP, jax 0.9's default
+    (`jax_cpu_collectives_implementation`; JAX_CPU_COLLECTIVES_IMPLEMENTATION=mpi picks MPI).
+    jaxlib 0.9's gloo gives up when the processes reach their first collective more than 30 s
+    apart, whatever XLA's timeout flags say, and process 0 compiles and runs an evaluation
+    before the first epoch that the others skip; so every process meets the others here, once,
+    at startup, where the collectives are set up. Later collectives wait for each other up to
+    XLA's CPU collective timeout (`--xla_cpu_collective_timeout_seconds`, 30 min).
+    """
+    try:
+        settings = distributed_settings(environ)
+    except ValueError as err:
+        return str(err)
+    if settings is None:
+        return None
+    import jax  # noqa: PLC0415
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    address, count, index = settings
+    try:
+        jax.distributed.initialize(coordinator_address=address, num_processes=count,
+                                   process_id=index)
+        enable_compilation_cache()  # JAX decides once, at the first compile, whether to cache
+        multihost_utils.sync_global_devices("dex4d: every process started")
+    except RuntimeError as err:  # unreachable coordinator, timeout, backend already started
+        cause = " ".join(str(err).split())
+        cause = cause if len(cause) <= 200 else cause[:197] + "..."
+        return f"cannot join the {count}-process job at {address} as process {index}: {cause}"
+    return None
 
 
 def use_headless_gl() -> None:

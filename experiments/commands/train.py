@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+from dex4d_jax.experiments.commands.common import enable_compilation_cache, error, start_distributed
 
 from dex4d_jax.outputs import output_problem
 
@@ -165,7 +165,12 @@ def _teacher_config(args, parser):
 def _train(args, argv: list[str], new_config, train):
     """The flow both trainers share: the config (saved one on --resume, else `new_config()`)
     and the environments checked and built before anything is created or compiled, then
-    `train(config, env, eval_env)`; bad input is one line and exit 2. Returns (code, result)."""
+    `train(config, env, eval_env)`; bad input is one line and exit 2. Returns (code, result).
+    With DEX4D_COORDINATOR, DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID set, this process first
+    joins that multi-process job (common.start_distributed)."""
+    problem = start_distributed()
+    if problem:
+        return error(problem), None
     config = None
     try:
         if args.resume:
