@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs.base import Env, State, Wrapper
 from brax.envs.wrappers import training as brax_training
+from mujoco import mjx
 
 
 class FreshAutoResetWrapper(Wrapper):
@@ -39,7 +40,13 @@ class FreshAutoResetWrapper(Wrapper):
         for key, value in fresh.info.items():
             if key not in self._KEEP:
                 info[key] = jax.tree.map(where_done, value, state.info[key])
-        pipeline_state = jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state)
+        if getattr(state.pipeline_state, "impl", None) == mjx.Impl.WARP:
+            # Warp's contact arrays are shared by the batch, not per environment: Data.where
+            # (under vmap) selects only the per-environment fields.
+            pipeline_state = jax.vmap(lambda d, new, old: old.where(d, new))(
+                state.done, fresh.pipeline_state, state.pipeline_state)
+        else:
+            pipeline_state = jax.tree.map(where_done, fresh.pipeline_state, state.pipeline_state)
         obs = jax.tree.map(where_done, fresh.obs, state.obs)
         return state.replace(pipeline_state=pipeline_state, obs=obs, info=info)
 

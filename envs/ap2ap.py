@@ -94,6 +94,7 @@ class Ap2ap(base.MjxEnv):
 
     def __init__(self, config: config_dict.ConfigDict | None = None):
         config = config or default_config()
+        objects.require_impl(config.impl)  # before any compile: warp-lang installed?
         if config.hand_init not in ("low", "high"):
             raise ValueError(f"hand_init must be 'low' or 'high', got {config.hand_init!r}")
         library = object_library.load_library(config.split, config.num_objects,
@@ -103,8 +104,11 @@ class Ap2ap(base.MjxEnv):
                                                                config.max_geom_pairs))
         mj_model = self._scene.mj_model
         super().__init__(config, mj_model)
-        self._mjx_model = objects.put_model(mj_model)
-        self._init_data = mjx.make_data(self._mjx_model)
+        self._mjx_model = objects.put_model(mj_model, config.impl)
+        if config.impl == "warp":
+            self._init_data = mjx.make_data(mj_model, impl="warp", **warp_sizes(mj_model, config))
+        else:
+            self._init_data = mjx.make_data(self._mjx_model)
         self._keypoints = jnp.asarray(self._scene.keypoints)
         self._support = jnp.asarray(self._scene.support)
         self._shape = jnp.asarray(shapes.shape_descriptors(self._scene.keypoints))
@@ -369,6 +373,10 @@ class Ap2ap(base.MjxEnv):
         # MJX can blow up on rare deep contacts: end such an episode rather than learn on NaN.
         unstable = ~(jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
                      & (jnp.max(jnp.abs(data.qvel)) < 1e3))
+        if cfg.impl == "warp":
+            # Warp drops the contacts past its buffer, shared by the whole batch (`nacon` counts
+            # them all): physics without them is not the scene's, so every episode ends.
+            unstable = unstable | (data._impl.nacon[0] > data._impl.naconmax)
         done = (too_far | unstable).astype(jnp.float32)
         reward = jnp.where(unstable, 0.0, reward)
         # Observe the goal the policy must pursue next (the object has not moved since).
@@ -503,6 +511,20 @@ class Ap2ap(base.MjxEnv):
         clip = self._config.obs_clip
         state = jnp.clip(state + noise, -clip, clip)
         return {"state": state, "student_state": state[:STUDENT_SIZE]}
+
+
+def warp_sizes(mj_model, config: config_dict.ConfigDict) -> dict:
+    """make_data's buffer sizes for MJX's warp implementation (None: warp's own guess).
+
+    naconmax: contacts of all environments together (`warp_naconmax`; default one
+    environment's `max_contact_points`); njmax: constraint rows per environment (`warp_njmax`;
+    default 4 per contact, the pyramidal cone with condim 3, plus one per limited joint).
+    """
+    cap = config.max_contact_points
+    naconmax = config.warp_naconmax if config.warp_naconmax > 0 else (cap if cap > 0 else None)
+    rows = 4 * cap + int(np.sum(mj_model.jnt_limited)) if cap > 0 else None
+    njmax = config.warp_njmax if config.warp_njmax > 0 else rows
+    return {"naconmax": naconmax, "njmax": njmax}
 
 
 def reward_terms(distance, contact, success, held, fingertip_distance, palm_distance,

@@ -40,6 +40,14 @@ def default_config() -> config_dict.ConfigDict:
         # scene_models.ContactLimits and docs/robot.md say what they cost and keep.
         max_contact_points=scene_models.CONTACT_LIMITS.max_contact_points,
         max_geom_pairs=scene_models.CONTACT_LIMITS.max_geom_pairs,
+        # MJX's implementation: "jax", or "warp" (MuJoCo Warp; `pip install mujoco-warp
+        # warp-lang`; docs/training.md "MJX's warp implementation"). Warp's contact buffer is
+        # shared by all environments of a batch: `warp_naconmax` contacts in all (-1: one
+        # environment's max_contact_points), `warp_njmax` constraint rows per environment (-1:
+        # 4 per contact plus one per limited joint); with max_contact_points -1, warp's guesses.
+        impl="jax",
+        warp_naconmax=-1,
+        warp_njmax=-1,
         episode_length=400,
         # Objects: `num_objects` of the training library, these families (stages 1-2: bottle).
         split="train",
@@ -97,8 +105,9 @@ SETTING_RANGES = {
     "families": config_checks.OneOf(object_library.FAMILIES, many=True),
     "hand_init": config_checks.OneOf(("low", "high")),
     "object_seed": config_checks.Range(integer=True),
-    **dict.fromkeys(("max_contact_points", "max_geom_pairs"),
+    **dict.fromkeys(("max_contact_points", "max_geom_pairs", "warp_naconmax", "warp_njmax"),
                     config_checks.Range(low=-1, integer=True)),
+    "impl": config_checks.OneOf(("jax", "warp")),
     "too_far_threshold": config_checks.Range(),
 }
 

@@ -1,8 +1,9 @@
 """Contact forces between the object and each fingertip, decoded from MJX's constraint forces.
 
 MJX has no `mj_contactForce`; this module reads the same force out of `efc_force`, using the
-fixed contact-slot layout of MJX's JAX implementation. tests/test_contacts.py checks the result
-against native MuJoCo's `mj_contactForce`.
+fixed contact-slot layout of MJX's JAX implementation, or, for MJX's warp implementation, the
+constraint rows of each world (tests/test_warp.py compares the two). tests/test_contacts.py
+checks the result against native MuJoCo's `mj_contactForce`.
 """
 
 from __future__ import annotations
@@ -44,13 +45,20 @@ class FingertipContacts:
           ValueError: the model's friction cone is not pyramidal, or a contact slot's condim
             is not 3.
         """
-        contact = data._impl.contact
         if mj_model.opt.cone != mujoco.mjtCone.mjCONE_PYRAMIDAL:
             raise ValueError("fingertip forces assume the pyramidal friction cone")
-        dims = np.asarray(contact.dim)
+        self._warp = data.impl == mjx.Impl.WARP
+        if self._warp:
+            # Warp's contacts are a list shared by all worlds, filled at each step: every
+            # contact's condim is its geoms' (or its explicit pair's).
+            dims = np.concatenate([mj_model.geom_condim, mj_model.pair_dim])
+            self._efc = None
+        else:
+            contact = data._impl.contact
+            dims = np.asarray(contact.dim)
+            self._efc = np.asarray(contact.efc_address)
         if np.any(dims != 3):
             raise ValueError("fingertip forces assume condim 3 for every contact")
-        self._efc = np.asarray(contact.efc_address)
         self._geom_body = np.asarray(mj_model.geom_bodyid)
         self._tips = np.array([mj_model.site_bodyid[mj_model.site(s).id]
                                for s in robot.FINGERTIP_SITES])
@@ -66,6 +74,8 @@ class FingertipContacts:
           [4, 3] forces in newtons, world frame, one row per robot.FINGERTIP_SITES entry;
           zeros when the model has no contact slots.
         """
+        if self._warp:
+            return self._warp_forces(data)
         if len(self._efc) == 0:
             return jnp.zeros((4, 3))
         contact = data._impl.contact
@@ -80,4 +90,33 @@ class FingertipContacts:
         on_second = (body[None, :, 1] == tips) & (body[None, :, 0] == self._object)
         on_first = (body[None, :, 0] == tips) & (body[None, :, 1] == self._object)
         sign = on_second.astype(jnp.float32) - on_first.astype(jnp.float32)  # [4, C]
+        return sign @ world
+
+    def _warp_forces(self, data: mjx.Data) -> jax.Array:
+        """`forces` for MJX's warp implementation, from this world's constraint rows.
+
+        Under vmap a world sees its own rows (`efc__force`, `efc__type`, `efc__id`, `nefc`)
+        and the contact list of all worlds (`contact__*`, [naconmax]); a pyramidal contact
+        row's id is its contact's index in that list, and the contact's rows start at
+        `contact__efc_address[c, 0]`, in MuJoCo's edge order (+t1, -t1, +t2, -t2).
+        """
+        impl = data._impl
+        force, kind, cid = impl.efc__force, impl.efc__type, impl.efc__id
+        rows = jnp.arange(force.shape[-1])
+        valid = (rows < jnp.reshape(impl.nefc, ())) & (
+            kind == int(mujoco.mjtConstraint.mjCNSTR_CONTACT_PYRAMIDAL))
+        c = jnp.where(valid, cid, 0)
+        edge = jnp.clip(rows - impl.contact__efc_address[c, 0], 0, 3)
+        mu = impl.contact__friction[c, :2]
+        sign = jnp.where(edge % 2 == 0, 1.0, -1.0)
+        local = jnp.stack([jnp.ones_like(force),
+                           jnp.where(edge < 2, sign * mu[:, 0], 0.0),
+                           jnp.where(edge >= 2, sign * mu[:, 1], 0.0)], axis=-1)
+        local = local * jnp.where(valid, force, 0.0)[:, None]  # [R, 3]
+        world = jnp.einsum("ri,rij->rj", local, impl.contact__frame[c])
+        body = jnp.asarray(self._geom_body)[impl.contact__geom[c]]  # [R, 2]
+        tips = jnp.asarray(self._tips)[:, None]
+        on_second = (body[None, :, 1] == tips) & (body[None, :, 0] == self._object)
+        on_first = (body[None, :, 0] == tips) & (body[None, :, 1] == self._object)
+        sign = on_second.astype(jnp.float32) - on_first.astype(jnp.float32)  # [4, R]
         return sign @ world

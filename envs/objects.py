@@ -71,16 +71,46 @@ def batched_object_fields(
     return models[0], fields
 
 
-def put_model(mj_model: mujoco.MjModel) -> mjx.Model:
-    """mjx.put_model with the same-frame fast paths off, so object fields can vary per env."""
-    model = mjx.put_model(mj_model)
+IMPLS = ("jax", "warp")
+WARP_INSTALL = "pip install mujoco-warp warp-lang"
+
+
+def require_impl(impl: str) -> None:
+    """Raises a clear error when MJX implementation `impl` cannot run here.
+
+    Raises:
+      ValueError: `impl` is not one of IMPLS.
+      ImportError: `impl` is "warp" and warp-lang is not installed (MJX 3.17 carries MuJoCo
+        Warp itself; it needs the `warp` package).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl == "warp":
+        from mujoco.mjx import warp as mjx_warp
+
+        if not (mjx_warp.WARP_INSTALLED and mjx_warp.mujoco_warp is not None):
+            raise ImportError(f'impl="warp" needs NVIDIA Warp (the warp-lang package), which is '
+                              f"not installed: {WARP_INSTALL}")
+
+
+def put_model(mj_model: mujoco.MjModel, impl: str = "jax") -> mjx.Model:
+    """mjx.put_model with the same-frame fast paths off, so object fields can vary per env.
+
+    `impl` is MJX's implementation, "jax" or "warp" (MuJoCo Warp; needs warp-lang).
+    """
+    model = mjx.put_model(mj_model, impl=impl)
     return model.replace(**{name: np.zeros_like(getattr(model, name))
                             for name in _SAMEFRAME_FIELDS})
 
 
 def object_model(model: mjx.Model, fields: dict, object_id: jax.Array) -> mjx.Model:
-    """Returns `model` with the object fields of object `object_id` (batched under vmap)."""
-    return model.replace(**{name: value[object_id] for name, value in fields.items()})
+    """Returns `model` with the object fields of object `object_id` (batched under vmap).
+
+    Each field takes the model's own shape: MJX's warp implementation keeps `geom_aabb` as
+    [ngeom, 2, 3] where MuJoCo and the JAX implementation have [ngeom, 6].
+    """
+    return model.replace(**{name: value[object_id].reshape(np.shape(getattr(model, name)))
+                            for name, value in fields.items()})
 
 
 def num_support_points(slot_kinds: Sequence[str]) -> int:
