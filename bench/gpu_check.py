@@ -288,6 +288,8 @@ def warp_row(args, report: Report, label: str) -> None:
     # The environment can select MJX's Warp implementation: the same measurement through it.
     config = run_config(args)
     config.env.impl = "warp"
+    # Warp's contact buffer is shared by the whole batch: room for the largest one.
+    config.env.warp_naconmax = max(args.envs) * config.env.max_contact_points
     try:
         env = envs.from_run_config(config)
         sub = {n: f"warp {n}" for n in args.envs}

@@ -106,9 +106,10 @@ class Ap2ap(base.MjxEnv):
         super().__init__(config, mj_model)
         self._mjx_model = objects.put_model(mj_model, config.impl)
         if config.impl == "warp":
-            self._init_data = mjx.make_data(mj_model, impl="warp", **warp_sizes(mj_model, config))
+            self._init_data = mjx.make_data(mj_model, device=jax.local_devices()[0],
+                                            impl="warp", **warp_sizes(mj_model, config))
         else:
-            self._init_data = mjx.make_data(self._mjx_model)
+            self._init_data = mjx.make_data(self._mjx_model, device=jax.local_devices()[0])
         self._keypoints = jnp.asarray(self._scene.keypoints)
         self._support = jnp.asarray(self._scene.support)
         self._shape = jnp.asarray(shapes.shape_descriptors(self._scene.keypoints))

@@ -95,7 +95,7 @@ class Ap2apWrench(base.MjxEnv):
         mj_model, self._object_fields = objects.batched_object_fields(self._xml, self._objects)
         super().__init__(config, mj_model)
         self._mjx_model = objects.put_model(mj_model)
-        self._init_data = mjx.make_data(self._mjx_model)
+        self._init_data = mjx.make_data(self._mjx_model, device=jax.local_devices()[0])
         self._keypoints = jnp.asarray(
             np.stack([shapes.object_keypoints(o.primitives, NUM_POINTS, 4000, seed=i)
                       for i, o in enumerate(self._objects)])

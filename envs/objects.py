@@ -98,7 +98,8 @@ def put_model(mj_model: mujoco.MjModel, impl: str = "jax") -> mjx.Model:
 
     `impl` is MJX's implementation, "jax" or "warp" (MuJoCo Warp; needs warp-lang).
     """
-    model = mjx.put_model(mj_model, impl=impl)
+    # This process's own device: a multi-process job's jax.devices()[0] is process 0's.
+    model = mjx.put_model(mj_model, device=jax.local_devices()[0], impl=impl)
     return model.replace(**{name: np.zeros_like(getattr(model, name))
                             for name in _SAMEFRAME_FIELDS})
 

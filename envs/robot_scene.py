@@ -110,7 +110,7 @@ def batched_rollout(scene: SceneObjects, num_steps: int):
       the servos holding the grasp-ready targets; wrap it in `jax.jit`.
     """
     model = objects.put_model(scene.mj_model)
-    data = mjx.make_data(model)
+    data = mjx.make_data(model, device=jax.local_devices()[0])
     ctrl = jax.numpy.asarray(scene.mj_model.key(robot.GRASP_READY_KEY).ctrl)
 
     def one_env(object_id, qpos):
