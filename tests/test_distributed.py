@@ -9,8 +9,9 @@ time. Both map the same 8 environments onto each of two devices and reduce over 
 devices, so they compute the same thing: the final checkpoints (parameters, optimizer state,
 normaliser, key) must agree within 1e-6 and every logged figure within a relative 1e-5.
 Measured on jax 0.9.2: difference 0.0 in both, i.e. bitwise equal, for parameters that moved by
-0.25. A tiny DAgger student of the one-process teacher is then distilled the same two ways (two
-epochs): bitwise equal too (its parameters moved by 8e-4).
+0.25. (A tiny DAgger student distilled the same two ways was bitwise equal too, parameters
+moved by 8e-4; that check is left out of the suite for its 2.5 minutes: DAgger runs on the
+same DeviceLayout, pmap and checkpoint code.)
 
 Each training phase has a deadline: a hung collective fails the test and every process is
 killed; a process that fails ends the phase at once, with its log. (Every process puts its
@@ -46,13 +47,6 @@ TEACHER = ["train", "teacher", "--env", "ap2ap_wrench", "--preset", "quick", "--
            "--set", "ppo.num_updates_per_batch=2", "--set", "ppo.num_timesteps=1024",
            "--set", "ppo.num_evals=3", "--set", "ppo.episode_length=20",
            "--set", "ppo.num_eval_envs=8", "--set", "eval.num_episodes=8"]
-# tests/test_dagger.py's tiny_student(epochs=2).
-STUDENT = ["train", "student", "--env", "ap2ap_wrench", "--preset", "smoke", "--no-progress",
-           "--set", "network.width=16", "--set", "network.num_heads=2",
-           "--set", "network.point_hidden=(16,)", "--set", "dagger.num_envs=16",
-           "--set", "dagger.unroll_length=4", "--set", "dagger.num_minibatches=2",
-           "--set", "dagger.num_timesteps=256", "--set", "dagger.num_evals=3",
-           "--set", "dagger.num_eval_envs=8", "--set", "eval.num_episodes=8"]
 TIMING = ("time", "training/sps", "training/walltime")  # wall-clock figures, never equal
 
 def _free_port() -> int:
@@ -197,14 +191,6 @@ def teachers(tmp_path_factory):
 def test_two_processes_train_a_teacher_as_one_process_with_two_devices(teachers):
     """The tiny teacher: same checkpoints and metrics, process 0 alone writes."""
     _assert_same_training(*teachers[:2], checkpoint.PPO_FORMAT, teachers[2])
-
-
-@pytest.mark.slow
-def test_two_processes_distil_a_student_as_one_process_with_two_devices(teachers, tmp_path):
-    """A tiny student of the one-process teacher: the same, for DAgger."""
-    argv = [*STUDENT, "--teacher", str(teachers[1])]
-    two, one, process0 = _train_both(argv, tmp_path, "student")
-    _assert_same_training(two, one, checkpoint.DAGGER_FORMAT, process0)
 
 
 @pytest.mark.parametrize("env, named", [
