@@ -92,3 +92,51 @@ def assert_one_error_line(code, text, *named, forbidden=()):
         assert bad not in text, text
     for name in named:
         assert name in errors[0], (name, text)
+
+
+def pressed_into_index_pad(scene):
+    """Native (model, data) of object 0 pressed 3 mm up into the index fingertip pad of the
+    grasp-ready hand, after mj_forward (the fingertip-force tests' shared setup)."""
+    import mujoco
+    import numpy as np
+
+    from dex4d_jax import robot
+
+    model = scene.native_model(0)
+    data = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
+    mujoco.mj_forward(model, data)
+    pad = model.geom("if_tip_pad").id
+    rot = data.geom_xmat[pad].reshape(3, 3)
+    bottom = data.geom_xpos[pad, 2] - np.abs(rot[2]) @ model.geom_size[pad]
+    top = float(scene.keypoints[0][:, 2].max())
+    i = robot.NUM_JOINTS
+    data.qpos[i:i + 3] = [data.geom_xpos[pad, 0], data.geom_xpos[pad, 1], bottom + 0.003 - top]
+    data.qpos[i + 3:i + 7] = [1, 0, 0, 0]
+    mujoco.mj_forward(model, data)
+    return model, data
+
+
+def native_fingertip_forces(model, data):
+    """[4, 3] world-frame forces of the object on each robot.FINGERTIP_SITES body, summed over
+    native MuJoCo's contacts with mj_contactForce (the reference the MJX decoders match)."""
+    import mujoco
+    import numpy as np
+
+    from dex4d_jax import robot
+
+    obj = model.body(robot.OBJECT_BODY).id
+    forces = np.zeros((4, 3))
+    for f, site in enumerate(robot.FINGERTIP_SITES):
+        tip = model.site_bodyid[model.site(site).id]
+        for c in range(data.ncon):
+            contact = data.contact[c]
+            b1, b2 = model.geom_bodyid[contact.geom1], model.geom_bodyid[contact.geom2]
+            force = np.zeros(6)
+            mujoco.mj_contactForce(model, data, c, force)
+            world = contact.frame.reshape(3, 3).T @ force[:3]
+            if (b1, b2) == (obj, tip):
+                forces[f] += world
+            elif (b1, b2) == (tip, obj):
+                forces[f] -= world
+    return forces

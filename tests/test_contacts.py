@@ -9,6 +9,8 @@ import pytest
 from dex4d_jax import object_library, robot
 from dex4d_jax.envs import contacts, objects, robot_scene
 
+from helpers import native_fingertip_forces, pressed_into_index_pad
+
 
 @pytest.mark.slow
 def test_fingertip_forces_match_native_mujoco():
@@ -17,32 +19,9 @@ def test_fingertip_forces_match_native_mujoco():
 
     scene = robot_scene.build_scene_objects(
         object_library.load_library("train", 1, 0, ("bottle",)))
-    model = scene.native_model(0)
-    data = mujoco.MjData(model)
-    mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
-    mujoco.mj_forward(model, data)
-    pad = model.geom("if_tip_pad").id
-    rot = data.geom_xmat[pad].reshape(3, 3)
-    bottom = data.geom_xpos[pad, 2] - np.abs(rot[2]) @ model.geom_size[pad]
-    top = float(scene.keypoints[0][:, 2].max())
-    i = robot.NUM_JOINTS
-    data.qpos[i:i + 3] = [data.geom_xpos[pad, 0], data.geom_xpos[pad, 1], bottom + 0.003 - top]
-    data.qpos[i + 3:i + 7] = [1, 0, 0, 0]
-    mujoco.mj_forward(model, data)
+    model, data = pressed_into_index_pad(scene)
     obj = model.body(robot.OBJECT_BODY).id
-    expected = np.zeros((4, 3))
-    for f, site in enumerate(robot.FINGERTIP_SITES):
-        tip = model.site_bodyid[model.site(site).id]
-        for c in range(data.ncon):
-            contact = data.contact[c]
-            b1, b2 = model.geom_bodyid[contact.geom1], model.geom_bodyid[contact.geom2]
-            force = np.zeros(6)
-            mujoco.mj_contactForce(model, data, c, force)
-            world = contact.frame.reshape(3, 3).T @ force[:3]
-            if (b1, b2) == (obj, tip):
-                expected[f] += world
-            elif (b1, b2) == (tip, obj):
-                expected[f] -= world
+    expected = native_fingertip_forces(model, data)
     assert expected[0, 2] > 0.1  # the object pushes the index fingertip up
 
     # As ap2ap builds it: the scene model in MJX, its contact layout from mjx.make_data.

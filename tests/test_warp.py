@@ -22,6 +22,8 @@ from mujoco import mjx
 
 from dex4d_jax import envs, object_library, robot, wrappers
 
+from helpers import native_fingertip_forces, pressed_into_index_pad
+
 ROLLOUT_TOL = 1e-5  # qpos, warp vs JAX implementation, resting scene
 NATIVE_TOL = 1e-4  # qpos, warp vs native MuJoCo, one control step with saturated servos
 FORCE_TOL = 1e-3  # newtons, decoded fingertip force vs mj_contactForce
@@ -139,28 +141,10 @@ def test_warp_fingertip_forces_match_native_mujoco():
     """
     pytest.importorskip("warp")
     scene = _scene(1)
-    model = scene.native_model(0)
-    data = mujoco.MjData(model)
-    mujoco.mj_resetDataKeyframe(model, data, model.key(robot.GRASP_READY_KEY).id)
-    mujoco.mj_forward(model, data)
-    pad = model.geom("if_tip_pad").id
-    rot = data.geom_xmat[pad].reshape(3, 3)
-    bottom = data.geom_xpos[pad, 2] - np.abs(rot[2]) @ model.geom_size[pad]
-    top = float(scene.keypoints[0][:, 2].max())
-    i = robot.NUM_JOINTS
-    data.qpos[i:i + 3] = [data.geom_xpos[pad, 0], data.geom_xpos[pad, 1], bottom + 0.003 - top]
-    data.qpos[i + 3:i + 7] = [1, 0, 0, 0]
-    mujoco.mj_forward(model, data)
+    model, data = pressed_into_index_pad(scene)
     obj = model.body(robot.OBJECT_BODY).id
-    tip = model.site_bodyid[model.site(robot.FINGERTIP_SITES[0]).id]
-    expected = np.zeros(3)
-    for c in range(data.ncon):
-        contact = data.contact[c]
-        force = np.zeros(6)
-        mujoco.mj_contactForce(model, data, c, force)
-        world = contact.frame.reshape(3, 3).T @ force[:3]
-        bodies = (model.geom_bodyid[contact.geom1], model.geom_bodyid[contact.geom2])
-        expected += world if bodies == (obj, tip) else -world if bodies == (tip, obj) else 0
+    i = robot.NUM_JOINTS
+    expected = native_fingertip_forces(model, data)[0]
     assert expected[2] > 0.1
 
     warp_model = scene.model_for(objects.put_model(scene.mj_model, "warp"), jnp.asarray(0))
