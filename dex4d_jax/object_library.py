@@ -440,6 +440,18 @@ _YCB_OBJECTS: dict[str, tuple[Callable[[], list[shapes.Primitive]], float]] = {
 YCB_NAMES = tuple(_YCB_OBJECTS)
 
 
+def ycb_primitives(name: str) -> list[shapes.Primitive]:
+    """The primitives of YCB stand-in `name` (one of YCB_NAMES), before slot filling and
+    centring; the benchmark's fixed items (plate, bowl, cup) are built from them.
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    if name not in _YCB_OBJECTS:
+        raise ValueError(f"Unknown YCB stand-in {name!r}; valid: {', '.join(YCB_NAMES)}")
+    return _YCB_OBJECTS[name][0]()
+
+
 def ycb_objects() -> ObjectLibrary:
     """Primitive stand-ins for the YCB objects of the six evaluation tasks (SPEC section 7).
 

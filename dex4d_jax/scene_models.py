@@ -25,7 +25,7 @@ import mujoco
 import numpy as np
 
 import dex4d_jax.mjcf
-from dex4d_jax import robot
+from dex4d_jax import robot, rotations
 
 if TYPE_CHECKING:
     from dex4d_jax import object_families, shapes
@@ -201,3 +201,54 @@ def compile_object_model(
     spec = as_spec(scene)
     set_object(spec, obj, slot_geoms, slot_kinds, inertial, body)
     return spec.compile()
+
+
+class StaticItem(NamedTuple):
+    """A fixed object of a scene (a plate, a bowl, a cup the task puts the object on or in).
+
+    Attributes:
+      name: geom names are `item_<name>_<k>`.
+      primitives: its geoms (boxes, capsules, spheres) in the item's frame.
+      pos: [3] position of the item's frame in the world, metres.
+      quat: [4] orientation of the item's frame in the world, wxyz.
+      rgba: [4] colour.
+    """
+
+    name: str
+    primitives: tuple
+    pos: np.ndarray
+    quat: np.ndarray
+    rgba: tuple = (0.85, 0.85, 0.8, 1.0)
+
+
+def add_static_items(spec: mujoco.MjSpec, items: Sequence[StaticItem], contype: int,
+                     conaffinity: int) -> None:
+    """Adds fixed items to a scene's world body, in place.
+
+    The geoms belong to the world body, like the table, so MuJoCo never pairs them with the
+    table; `contype` and `conaffinity` choose what else they meet. The robot scene passes
+    contype = robot.ARM_COLLISION_BIT and conaffinity 0, so that only the object (whose
+    conaffinity holds that bit) collides with them: the hand and arm pass through (MJX pays
+    for every candidate pair at every step, and 24 hand boxes against each item would cost
+    more than the benchmark's physics needs); they still block camera rays.
+
+    Raises:
+      ValueError: two items share a name, or an item has no primitives.
+    """
+    names = [item.name for item in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Static item names repeat: {names}")
+    kinds = {"box": mujoco.mjtGeom.mjGEOM_BOX, "capsule": mujoco.mjtGeom.mjGEOM_CAPSULE,
+             "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}
+    for item in items:
+        if not item.primitives:
+            raise ValueError(f"Static item {item.name!r} has no primitives")
+        rot = rotations.quat_to_matrix(np.asarray(item.quat, np.float64))
+        for k, prim in enumerate(item.primitives):
+            size = np.zeros(3)
+            size[: len(prim.size)] = prim.size
+            spec.worldbody.add_geom(
+                name=f"item_{item.name}_{k}", type=kinds[prim.kind], size=size,
+                pos=np.asarray(item.pos) + rot @ prim.pos,
+                quat=rotations.quat_multiply(np.asarray(item.quat, np.float64), prim.quat),
+                contype=contype, conaffinity=conaffinity, rgba=list(item.rgba))

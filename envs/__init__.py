@@ -95,6 +95,14 @@ def from_run_config(config: config_dict.ConfigDict, evaluation: bool = False) ->
       ValueError: unknown environment. KeyError/TypeError: a setting the environment does not
         have, or of the wrong type.
     """
+    name, env_config = run_env_settings(config, evaluation)
+    return load(name, config=env_config)
+
+
+def run_env_settings(config: config_dict.ConfigDict, evaluation: bool = False
+                     ) -> tuple[str, config_dict.ConfigDict]:
+    """(name, environment config) of a run config's `env` section, as `from_run_config` reads
+    them (same arguments and errors), for callers that build the environment themselves."""
     settings = config.env.to_dict()
     name = settings.pop("name")
     _check_name(name)
@@ -107,7 +115,7 @@ def from_run_config(config: config_dict.ConfigDict, evaluation: bool = False) ->
         env_config.unlock()
     if evaluation and "domain_randomization" in env_config:
         env_config.domain_randomization = bool(config.eval.get("randomization", False))
-    return load(name, config=env_config)
+    return name, env_config
 
 
 def check_settings(name: str, config: config_dict.ConfigDict, prefix: str = "",
@@ -125,8 +133,15 @@ def load(name: str, config: config_dict.ConfigDict | None = None, **overrides: A
       ValueError: unknown environment; config_checks.SettingError (a ValueError): a setting
         outside its declared range. KeyError/TypeError: an unknown setting or a wrong type.
     """
+    return build(name, config, **overrides)
+
+
+def build(name: str, config: config_dict.ConfigDict | None = None, init_kwargs: dict | None = None,
+          **overrides: Any) -> MjxEnv:
+    """`load` with keyword arguments for the environment's constructor (`init_kwargs`: the
+    benchmark's object set and fixed scene items)."""
     _check_name(name)
     cls, default = _ENVS[name]
     config = apply_overrides(config if config is not None else default(), overrides)
     check_settings(name, config)
-    return cls(config)
+    return cls(config, **(init_kwargs or {}))

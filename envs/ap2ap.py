@@ -92,16 +92,29 @@ STUDENT_SIZE = TEACHER_LAYOUT["last_action"].stop
 class Ap2ap(base.MjxEnv):
     """Move a library object from any pose to any pose with the xArm6 + LEAP hand."""
 
-    def __init__(self, config: config_dict.ConfigDict | None = None):
+    def __init__(self, config: config_dict.ConfigDict | None = None,
+                 library: object_library.ObjectLibrary | None = None,
+                 scene_items: tuple[scene_models.StaticItem, ...] = ()):
+        """Builds the batched MJX model.
+
+        Args:
+          config: settings (`default_config()` when None).
+          library: objects in the ROBOT_SLOTS layout replacing the library that `split`,
+            `num_objects`, `object_seed` and `families` choose (the benchmark's YCB stand-ins).
+          scene_items: fixed items on the table (world frame); they collide with the object
+            only and block camera rays.
+        """
         config = config or default_config()
         objects.require_impl(config.impl)  # before any compile: warp-lang installed?
         if config.hand_init not in ("low", "high"):
             raise ValueError(f"hand_init must be 'low' or 'high', got {config.hand_init!r}")
-        library = object_library.load_library(config.split, config.num_objects,
-                                              config.object_seed, tuple(config.families))
+        if library is None:
+            library = object_library.load_library(config.split, config.num_objects,
+                                                  config.object_seed, tuple(config.families))
         self._scene = robot_scene.build_scene_objects(
             library, contact_limits=scene_models.ContactLimits(config.max_contact_points,
-                                                               config.max_geom_pairs))
+                                                               config.max_geom_pairs),
+            scene_items=tuple(scene_items))
         mj_model = self._scene.mj_model
         super().__init__(config, mj_model)
         self._mjx_model = objects.put_model(mj_model, config.impl)
@@ -198,6 +211,16 @@ class Ap2ap(base.MjxEnv):
         return self._keypoints
 
     @property
+    def support(self) -> jax.Array:
+        """[num_objects, P, 4] support points (envs/objects.support_points) of each object."""
+        return self._support
+
+    @property
+    def workspace_center(self) -> np.ndarray:
+        """[2] xy of the workspace centre (base frame, metres): where objects are reset."""
+        return np.asarray(self._center, np.float32)
+
+    @property
     def push_steps(self) -> int:
         """Control steps between pushes of the object."""
         return self._push_steps
@@ -280,6 +303,24 @@ class Ap2ap(base.MjxEnv):
         goal_pos, goal_quat = poses.first_goal(key_goal, quat, self._center,
                                                cfg.first_goal_xy_range, cfg.first_goal_height,
                                                cfg.first_goal_max_angle)
+        return self._reset_at(rng, key_hand, key_dr, object_id, pos, quat, goal_pos, goal_quat)
+
+    def reset_to(self, rng: jax.Array, object_id: jax.Array, pos: jax.Array, quat: jax.Array,
+                 goal_pos: jax.Array, goal_quat: jax.Array) -> base.State:
+        """The episode start with a chosen object, pose and goal (what `reset` samples); the
+        robot starts as in `reset` (hand position of `hand_init`, hand noise, randomization).
+
+        Args:
+          rng: key of the episode's randomness.
+          object_id: index into the scene's objects.
+          pos, quat: [3] object position (base frame, metres) and [4] wxyz orientation.
+          goal_pos, goal_quat: the first goal, same frames.
+        """
+        rng, key_hand, key_dr = jax.random.split(rng, 3)
+        return self._reset_at(rng, key_hand, key_dr, object_id, pos, quat, goal_pos, goal_quat)
+
+    def _reset_at(self, rng, key_hand, key_dr, object_id, pos, quat, goal_pos, goal_quat):
+        cfg = self._config
         hand = self._init_hand + jax.random.uniform(
             key_hand, (robot.NUM_HAND,), minval=-cfg.hand_init_noise, maxval=cfg.hand_init_noise)
         joints = jnp.clip(jnp.concatenate([self.initial_arm(pos, quat, object_id), hand]),
@@ -485,6 +526,20 @@ class Ap2ap(base.MjxEnv):
             "palm_distance": jnp.linalg.norm(obj_pos - palm_pos),
             "fingertip_height": fingertip_pos[:, 2],
         }
+
+    def observe(self, state: base.State) -> dict[str, jax.Array]:
+        """The observation of `state` for the goal now in `state.info` (after a caller, such as
+        the benchmark, replaced the goal); observation noise, when on, is drawn afresh."""
+        info = state.info
+        model = self.episode_model(info)
+        q = self._quantities(model, state.pipeline_state, info)
+        return self._observation(q, info, jax.random.fold_in(info["rng"], 11))
+
+    def object_pose(self, state: base.State) -> tuple[jax.Array, jax.Array]:
+        """The object's position ([3], base frame, metres) and orientation ([4], wxyz)."""
+        i = self._object_qpos
+        qpos = state.pipeline_state.qpos
+        return qpos[i: i + 3] - self._base, qpos[i + 3: i + 7]
 
     def _observation(self, q: dict, info: dict, key: jax.Array) -> dict[str, jax.Array]:
         obj_pos, obj_quat = q["object_state"][:3], q["object_state"][3:7]

@@ -83,16 +83,34 @@ SETTING_RANGES = {
 class Ap2apWrench(base.MjxEnv):
     """Move a procedural object from any pose to any pose with a bounded twist."""
 
-    def __init__(self, config: config_dict.ConfigDict | None = None):
+    def __init__(self, config: config_dict.ConfigDict | None = None,
+                 object_set: list[objects.ObjectSpec] | None = None,
+                 scene_items: tuple[scene_models.StaticItem, ...] = ()):
+        """Builds the batched MJX model.
+
+        Args:
+          config: settings (`default_config()` when None).
+          object_set: objects in the WRENCH_SLOT_KINDS layout that replace the procedural set
+            of `families`, `num_objects`, `object_seed` (the benchmark's task objects).
+          scene_items: fixed items on the table (world frame); they collide with the object
+            and block camera rays.
+        """
         config = config or default_config()
         xml_path = base.mjcf_path("ap2ap_wrench.xml")
         with open(xml_path) as f:
             self._xml = f.read()
-        self._objects = object_families.make_object_set(
-            tuple(config.families), config.num_objects, config.object_seed,
-            scene_models.WRENCH_SLOT_KINDS
-        )
-        mj_model, self._object_fields = objects.batched_object_fields(self._xml, self._objects)
+        if object_set is None:
+            object_set = object_families.make_object_set(
+                tuple(config.families), config.num_objects, config.object_seed,
+                scene_models.WRENCH_SLOT_KINDS)
+        self._objects = list(object_set)
+
+        def scene():
+            spec = scene_models.as_spec(self._xml)
+            scene_models.add_static_items(spec, scene_items, contype=1, conaffinity=1)
+            return spec
+
+        mj_model, self._object_fields = objects.batched_object_fields(scene, self._objects)
         super().__init__(config, mj_model)
         self._mjx_model = objects.put_model(mj_model)
         self._init_data = mjx.make_data(self._mjx_model, device=jax.local_devices()[0])
@@ -150,6 +168,16 @@ class Ap2apWrench(base.MjxEnv):
         """[num_objects, 128, 3] keypoints in each object's frame."""
         return self._keypoints
 
+    @property
+    def support(self) -> jax.Array:
+        """[num_objects, P, 4] support points (envs/objects.support_points) of each object."""
+        return self._support
+
+    @property
+    def workspace_center(self) -> np.ndarray:
+        """[2] xy of the workspace centre (table frame, metres): where objects are reset."""
+        return np.asarray(self._center, np.float32)
+
     # ------------------------------------------------------------------------------------------
     # Pose sampling.
     # ------------------------------------------------------------------------------------------
@@ -181,6 +209,18 @@ class Ap2apWrench(base.MjxEnv):
         object_id = jax.random.randint(key_obj, (), 0, len(self._objects))
         pos, quat = self._reset_pose(key_pose, object_id)
         goal_pos, goal_quat = self._first_goal(key_goal, quat)
+        return self.reset_to(rng, object_id, pos, quat, goal_pos, goal_quat)
+
+    def reset_to(self, rng: jax.Array, object_id: jax.Array, pos: jax.Array, quat: jax.Array,
+                 goal_pos: jax.Array, goal_quat: jax.Array) -> base.State:
+        """The episode start with a chosen object, pose and goal (what `reset` samples).
+
+        Args:
+          rng: key of the episode's later randomness (goals sampled in place).
+          object_id: index into `objects`.
+          pos, quat: [3] object position (table frame, metres) and [4] wxyz orientation.
+          goal_pos, goal_quat: the first goal, same frames.
+        """
         qpos = jnp.concatenate([pos + self._table, quat])
         # No forward pass: the observation reads qpos, and mjx.step recomputes the kinematics.
         data = self._init_data.replace(qpos=qpos, qvel=jnp.zeros(6))
@@ -269,6 +309,22 @@ class Ap2apWrench(base.MjxEnv):
     # ------------------------------------------------------------------------------------------
     # Observation.
     # ------------------------------------------------------------------------------------------
+
+    def episode_model(self, info: dict) -> mjx.Model:
+        """The MJX model of one environment (its object)."""
+        return objects.object_model(self._mjx_model, self._object_fields, info["object_id"])
+
+    def observe(self, state: base.State) -> dict[str, jax.Array]:
+        """The observation of `state` for the goal now in `state.info` (after a caller, such as
+        the benchmark, replaced the goal)."""
+        data, info = state.pipeline_state, state.info
+        return self._observation(data, info, self._current_points(data, info),
+                                 self._target_points(info))
+
+    def object_pose(self, state: base.State) -> tuple[jax.Array, jax.Array]:
+        """The object's position ([3], table frame, metres) and orientation ([4], wxyz)."""
+        qpos = state.pipeline_state.qpos
+        return qpos[:3] - self._table, qpos[3:7]
 
     def _current_points(self, data: mjx.Data, info: dict) -> jax.Array:
         """The object's keypoints at its current pose, table frame, [128, 3]."""

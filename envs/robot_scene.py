@@ -35,6 +35,8 @@ class SceneObjects:
       library: the objects.
       collision: the collision preset.
       contact_limits: MJX's contact caps (scene_models.ContactLimits).
+      scene_items: fixed items on the table (scene_models.StaticItem), colliding with the
+        object only.
     """
 
     mj_model: mujoco.MjModel
@@ -44,6 +46,11 @@ class SceneObjects:
     library: object_library.ObjectLibrary
     collision: str
     contact_limits: scene_models.ContactLimits = scene_models.CONTACT_LIMITS
+    scene_items: tuple = ()
+
+    def scene_spec(self) -> mujoco.MjSpec:
+        """A fresh spec of the scene (preset, caps, items) before any object is written."""
+        return _scene_spec(self.collision, self.contact_limits, self.scene_items)
 
     @property
     def num_objects(self) -> int:
@@ -57,8 +64,7 @@ class SceneObjects:
     def native_model(self, object_id: int) -> mujoco.MjModel:
         """The scene compiled with object `object_id`, for native MuJoCo."""
         return scene_models.compile_object_model(
-            lambda: scene_models.robot_scene_spec(self.collision, self.contact_limits),
-            self.library.spec(object_id),
+            self.scene_spec, self.library.spec(object_id),
             scene_models.ROBOT_SLOT_GEOMS,
             object_library.ROBOT_SLOTS, _inertial(self.library, object_id))
 
@@ -68,15 +74,25 @@ def _inertial(library: object_library.ObjectLibrary, i: int) -> scene_models.Ine
                                  library.iquat[i])
 
 
+def _scene_spec(collision: str, limits: scene_models.ContactLimits,
+                items: tuple) -> mujoco.MjSpec:
+    spec = scene_models.robot_scene_spec(collision, limits)
+    # Only the object meets the items (its conaffinity holds the arm's bit, the robot's
+    # geoms' do not): see scene_models.add_static_items.
+    scene_models.add_static_items(spec, items, contype=robot.ARM_COLLISION_BIT, conaffinity=0)
+    return spec
+
+
 def build_scene_objects(library: object_library.ObjectLibrary, collision: str = "default",
-                        contact_limits: scene_models.ContactLimits | None = None
-                        ) -> SceneObjects:
+                        contact_limits: scene_models.ContactLimits | None = None,
+                        scene_items: tuple = ()) -> SceneObjects:
     """Compiles the scene once per object and stacks the fields that change.
 
     Args:
       library: objects in the ROBOT_SLOTS layout, with mass properties.
       collision: a collision preset.
       contact_limits: MJX's contact caps (scene_models.CONTACT_LIMITS by default).
+      scene_items: fixed items on the table (scene_models.StaticItem, world frame).
 
     Returns:
       The stacked fields; each object keeps its library mass, centre of mass and inertia.
@@ -87,15 +103,16 @@ def build_scene_objects(library: object_library.ObjectLibrary, collision: str = 
                          f"{object_library.ROBOT_SLOTS}")
     specs = [library.spec(i) for i in range(len(library))]
     inertials = [_inertial(library, i) for i in range(len(library))]
+    scene_items = tuple(scene_items)
     mj_model, fields = objects.batched_object_fields(
-        lambda: scene_models.robot_scene_spec(collision, limits), specs,
+        lambda: _scene_spec(collision, limits, scene_items), specs,
         scene_models.ROBOT_SLOT_GEOMS,
         object_library.ROBOT_SLOTS,
         inertials=inertials)
     robot.check_model(mj_model)
     support = np.stack([objects.support_points(s, object_library.ROBOT_SLOTS) for s in specs])
     return SceneObjects(mj_model, fields, np.asarray(library.keypoints, np.float32), support,
-                        library, collision, limits)
+                        library, collision, limits, scene_items)
 
 
 def batched_rollout(scene: SceneObjects, num_steps: int):
