@@ -6,6 +6,7 @@ dex4d train teacher --env ap2ap --stage 1 --preset paper --out runs/stage1
 dex4d train teacher --out runs/t2 --set ppo.learning_rate=1e-4 --set env.reward_weights.goal=2
 dex4d train student --teacher runs/teacher --env ap2ap_wrench --out runs/student
 dex4d export --policy runs/student --out student.onnx
+dex4d eval --policy runs/student --env ap2ap_wrench --trials 100 --method all --out runs/eval
 dex4d run --onnx student.onnx --tracks track.npz --robot sim --object box:0.03,0.02,0.015
 dex4d tracks from-video --video v.mp4 --mask m.png --depth d.npz --camera c.npz \
       --depth0 d0.npy --out track.npz
@@ -26,6 +27,7 @@ COMMANDS = {
     "train": "dex4d_jax.experiments.commands.train",
     "export": "dex4d_jax.experiments.commands.export",
     "run": "dex4d_jax.experiments.commands.run",
+    "eval": "dex4d_jax.experiments.commands.eval",
     "tracks": "dex4d_jax.tracks.cli",
     "envs": "dex4d_jax.experiments.commands.envs",
     "objects": "dex4d_jax.experiments.commands.objects",
@@ -35,6 +37,7 @@ _HELP = {
     "train": "train a policy (teacher with PPO, student with DAgger)",
     "export": "export a trained student or teacher to one ONNX file (docs/deploy.md)",
     "run": "run an exported student in closed loop along a 3D point track (docs/deploy.md)",
+    "eval": "the simulated benchmark: six tasks, SR/TP, NovaFlow baselines (docs/benchmark.md)",
     "tracks": "3D object point tracks from 2D tracks or a video (docs/tracks.md)",
     "envs": "list the registered environments",
     "objects": "count the object library by family; render a sheet of it",
