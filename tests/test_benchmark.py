@@ -85,8 +85,9 @@ def test_no_start_pose_touches_an_item():
     resting on the table, in native MuJoCo on the wrench scene."""
     suite = tasks.load_suite()
     objs = tasks.task_objects(suite, "ap2ap_wrench")
-    from dex4d_jax import scene_models  # noqa: PLC0415
     from dex4d_jax.envs import objects  # noqa: PLC0415
+
+    from dex4d_jax import scene_models  # noqa: PLC0415
 
     items = tasks.static_items(suite, np.zeros(2), np.array([0.0, 0.0, 0.6]))
     supports = np.stack([objects.support_points(o) for o in objs])
@@ -156,7 +157,8 @@ def test_rollout_counts_progress_and_novaflow_cl_reaches_every_waypoint(wrench):
     out = run(None, trials, seed=0)
     np.testing.assert_array_equal(out.num_reached, np.minimum(stop, trials.num_waypoints))
     for b, s in enumerate(stop):
-        assert np.all(np.diff(out.reached_step[b, :s]) > 0) and np.all(out.reached_step[b, s:] == -1)
+        steps = out.reached_step[b]
+        assert np.all(np.diff(steps[:s]) > 0) and np.all(steps[s:] == -1)
     assert np.all(out.final_distance[stop == 3] < setup.threshold)
     scores = metrics.method_scores(trials.task, out.num_reached, trials.num_waypoints,
                                    suite.task_names(), list(range(6)))
