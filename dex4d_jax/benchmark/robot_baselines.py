@@ -27,11 +27,13 @@ grasp from the object's exact geometry): at the first control step it reads only
 *visible observed* points (noisy), their centroid (xy) and a high quantile of their heights
 (the object's top; it rests on the table, so its height too). It keeps the grasp-ready palm
 orientation (palm down, fingers along +x) and runs time-indexed phases (control steps; seconds
-from `ScriptedGraspSettings`, stretched when the arm is slower than `reference_arm_speed`):
+from `Settings`, stretched when the arm is slower than `reference_arm_speed`; 128 of the
+400 steps at 30 Hz):
   approach  1.5 s  the palm moves in a straight line to above the object: the object's centroid
                    at `grasp_offset_palm` from the palm site (where power_grasp_plan puts an
                    upright apple, cup or brick), the hand's lowest collider `pregrasp_clearance`
-                   above the object's top. Long enough to come down from the highest reset rung.
+                   above the object's top. Up to ~30 cm of travel: in the benchmark scene the
+                   hand starts on the reset ladder's highest rung (palm 48 cm above the table).
   descend   0.75 s the palm goes straight down until the open hand's lowest collider is
                    `table_clearance` above the table (or the palm `palm_clearance` above the
                    object's top, whichever is higher).
@@ -40,8 +42,10 @@ from `ScriptedGraspSettings`, stretched when the arm is slower than `reference_a
                    others keep their angles), while the palm keeps descending, at most
                    `descent_speed`, as far as the closing hand's lowest collider (measured on the
                    robot's own kinematics) stays `table_clearance` above the table: fingers that
-                   curl up let the palm come closer to a low object.
-  lift      1.0 s  the palm rises straight up by `lift` in the first 0.8 s, then holds.
+                   curl up let the palm come closer to a low object. power_grasp_plan's
+                   closing time; the last 0.25 s let the servos settle on the object.
+  lift      1.0 s  the palm rises straight up by `lift` in the first 0.8 s, then holds (slow
+                   enough for the caged object to follow; about the first waypoints' lift).
 Arm motion: every step, a few IK iterations on the palm site (warm-started from the current
 joint targets) towards the commanded palm pose, and the delta action towards the solution.
 
@@ -107,8 +111,11 @@ class Settings:
     palm_clearance: float = 0.01
     # Quantile of the visible points' heights taken as the object's top (robust to the noise).
     top_quantile: float = 0.9
-    # Fraction of the way from the open hand to the flexing joints' upper limits.
-    close_fraction: float = 1.0
+    # Fraction of the way from the open hand to the flexing joints' upper limits: 0.65 is
+    # power_grasp_plan's (first touch plus a 1 rad squeeze) for the apple, cup_e and brick.
+    # Neither 0.65 nor 1.0 held the apple in our trials (it rolls out past the thumb); both
+    # held the brick.
+    close_fraction: float = 0.65
     # m/s the palm may descend while the hand closes.
     descent_speed: float = 0.1
     # Metres the palm rises in the lift phase.
@@ -122,8 +129,10 @@ class Settings:
 
 
 class GraspSchedule(NamedTuple):
-    """Control step at which each scripted phase ends (exclusive); `lift` is the grasp phase's
-    length: the motion phase starts at step `lift`."""
+    """Control step at which each scripted phase ends (exclusive).
+
+    `lift` is the grasp phase's length: the motion phase starts at step `lift`.
+    """
 
     approach: int
     descend: int
@@ -185,8 +194,11 @@ def _smoothstep(u: jax.Array) -> jax.Array:
 
 
 def _half_height_fn(mj_model: mujoco.MjModel, geoms: np.ndarray):
-    """`fn(geom_xmat [G, 3, 3]) -> [G]`: how far each geom reaches below its centre (metres):
-    exact for boxes, capsules and spheres, the bounding sphere otherwise."""
+    """`fn(geom_xmat [G, 3, 3]) -> [G]`: how far each geom reaches below its centre (metres).
+
+    Exact for boxes, capsules and spheres (the LEAP hand's colliders are boxes), the bounding
+    sphere otherwise.
+    """
     kind = mj_model.geom_type[geoms]
     size = jnp.asarray(mj_model.geom_size[geoms], jnp.float32)
     rbound = jnp.asarray(mj_model.geom_rbound[geoms], jnp.float32)
@@ -288,7 +300,8 @@ def robot_novaflow(env, closed_loop: bool, grasp_controller: Controller | None =
     def lowest_hand_point(obs):
         """[B] world z of the hand's lowest collider, minus the palm site's z (metres)."""
         data = obs.state.pipeline_state
-        low = data.geom_xpos[:, hand_geoms, 2] - jax.vmap(half_height)(data.geom_xmat[:, hand_geoms])
+        reach = jax.vmap(half_height)(data.geom_xmat[:, hand_geoms])
+        low = data.geom_xpos[:, hand_geoms, 2] - reach
         return jnp.min(low, axis=-1) - data.site_xpos[:, palm_site, 2]
 
     # ---- Scripted grasp --------------------------------------------------------------------
