@@ -109,6 +109,45 @@ def test_no_start_pose_touches_an_item():
             assert not touching, (suite.tasks[index].name, row)
 
 
+def test_trial_keys_do_not_depend_on_the_batch():
+    """A trial's noise and point subset come from (seed, task, its number in the task): the
+    same with 2 or 5 trials per task, and with one task or all."""
+    suite = tasks.load_suite()
+    supports = np.tile(np.array([[0.0, 0.0, -0.02, 0.0]]), (6, 1, 1))
+    few = tasks.sample_trials(suite, suite.tasks, np.arange(6), supports, np.zeros(2), 2, 0)
+    many = tasks.sample_trials(suite, suite.select("Hammer,Pour"), np.arange(6), supports,
+                               np.zeros(2), 5, 0)
+    k_few, k_many = rollout.trial_keys(few, 0), rollout.trial_keys(many, 0)
+    hammer_few = np.flatnonzero(few.task == 2)
+    hammer_many = np.flatnonzero(many.task == 2)[:2]
+    np.testing.assert_array_equal(k_few[hammer_few], k_many[hammer_many])
+    np.testing.assert_array_equal(few.pos[hammer_few], many.pos[hammer_many])
+    assert len({tuple(k) for k in np.asarray(k_many)}) == len(k_many)
+
+
+def test_fixed_items_are_not_the_robot():
+    """The items carry the arm's collision bit (so the object meets them) but are not robot
+    geoms: the reset ladder's lowest robot points are those of the scene without them."""
+    from dex4d_jax import object_library, robot  # noqa: PLC0415
+    from dex4d_jax.envs import robot_scene  # noqa: PLC0415
+
+    suite = tasks.load_suite()
+    library = object_library.ycb_objects().subset([0])
+    items = tasks.static_items(suite, np.array([0.45, 0.0]), np.asarray(robot.BASE_POS))
+    lowest, counts = [], []
+    for scene_items in ((), items):
+        model = robot_scene.build_scene_objects(library, scene_items=scene_items).mj_model
+        key = model.key(robot.GRASP_READY_KEY).qpos
+        lowest.append(robot_scene.arm_ladder(model, key, np.array([0.0, 0.1]))[1])
+        mine = robot_scene.robot_geoms(model)
+        counts.append(mine.sum())
+        assert not any(mine[g] for g in range(model.ngeom)
+                       if model.geom(g).name.startswith("item_"))
+    assert counts[0] == counts[1]
+    np.testing.assert_allclose(lowest[0], lowest[1])
+    assert lowest[0][0] > 0.02  # the grasp-ready hand is above the table (3.9 cm)
+
+
 # ----------------------------------------------------------------------------------------------
 # Rollouts on ap2ap_wrench (one environment; each controller compiles once).
 # ----------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dex4d_jax import geometry
+from dex4d_jax.benchmark import rollout
 from dex4d_jax.benchmark.rollout import Controller
 from dex4d_jax.student.policy import StudentInputs
 
@@ -70,13 +71,12 @@ def teacher_controller(policy_fn) -> Controller:
     return Controller(init, act)
 
 
-def onnx_policy_fn(onnx_policy, layout, num_trials: int, seed: int):
+def onnx_policy_fn(onnx_policy, layout, trials, seed: int):
     """A host policy for `rollout.make_rollout(policy_fn=...)`: an exported student on
-    onnxruntime, fed the same inputs as `student_controller` (its own random point subset per
-    trial, from `seed`)."""
+    onnxruntime, fed the same inputs as `student_controller` (the same point subset per trial
+    for the same trials and seed)."""
     num_keep = int(onnx_policy.info.sizes["points"])
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed),
-                                                           jnp.arange(num_trials))
+    keys = rollout.policy_keys(rollout.trial_keys(trials, seed))
     state = {}
 
     @jax.jit

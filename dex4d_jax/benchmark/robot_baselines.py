@@ -76,6 +76,7 @@ import numpy as np
 from dex4d_jax import geometry, robot
 from dex4d_jax.benchmark import ik, methods
 from dex4d_jax.benchmark.rollout import Controller
+from dex4d_jax.envs import robot_scene
 
 # The joints that close the hand, towards their upper limits (envs/robot_scene.py's
 # _GRASP_FLEX_JOINTS): each finger's mcp, pip and dip, the thumb's mcp and ipl.
@@ -267,7 +268,8 @@ def robot_novaflow(env, closed_loop: bool, grasp_controller: Controller | None =
     flex = np.zeros(robot.NUM_HAND, bool)
     flex[[robot.HAND_JOINTS.index(n) for n in GRASP_FLEX_JOINTS]] = True
     flex = jnp.asarray(flex)
-    hand_geoms = np.flatnonzero(mj_model.geom_contype & robot.HAND_COLLISION_BIT)
+    hand_geoms = np.flatnonzero((mj_model.geom_contype & robot.HAND_COLLISION_BIT)
+                                & robot_scene.robot_geoms(mj_model))
     half_height = _half_height_fn(mj_model, hand_geoms)
     # The grasp-ready palm orientation (world frame), kept through the scripted grasp.
     data = mujoco.MjData(mj_model)

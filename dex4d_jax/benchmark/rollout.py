@@ -245,7 +245,6 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
         return judge(carry, trials, t, keys)
 
     length = setup.episode_length
-    policy_keys = lambda keys: jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 7919)  # noqa: E731
 
     if policy_fn is None:
         @jax.jit
@@ -266,7 +265,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
             return finish(carry, trials)
 
         def run(params, trials, seed, progress=None):
-            keys = jax.random.split(jax.random.PRNGKey(seed), trials.pos.shape[0])
+            keys = trial_keys(trials, seed)
             out = jax.device_get(rollout(params, _as_jax(trials), keys))
             return Outputs(*[np.asarray(x) for x in out])
         return run
@@ -276,7 +275,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
     finish_j = jax.jit(finish)
 
     def run_host(params, trials, seed, progress=None):
-        keys = jax.random.split(jax.random.PRNGKey(seed), trials.pos.shape[0])
+        keys = trial_keys(trials, seed)
         jtrials = _as_jax(trials)
         carry, obs = start_j(jtrials, keys)
         for t in range(length):
@@ -288,6 +287,24 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
         out = jax.device_get(finish_j(carry, jtrials))
         return Outputs(*[np.asarray(x) for x in out])
     return run_host
+
+
+def trial_keys(trials: tasks_lib.Trials, seed: int) -> jax.Array:
+    """[B, 2] one key per trial from (seed, task index, the trial's number within its task), so
+    that a trial's noise does not depend on the batch it runs in or on the trials per task."""
+    task = np.asarray(trials.task)
+    number = np.zeros_like(task)
+    for t in np.unique(task):
+        rows = task == t
+        number[rows] = np.arange(rows.sum())
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda t, k: jax.random.fold_in(jax.random.fold_in(base, t), k))(
+        jnp.asarray(task), jnp.asarray(number))
+
+
+def policy_keys(keys: jax.Array) -> jax.Array:
+    """The policy's per-trial keys (point subsets, its own randomness) from the trial keys."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 7919)
 
 
 def _as_jax(trials: tasks_lib.Trials) -> tasks_lib.Trials:

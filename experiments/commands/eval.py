@@ -114,7 +114,7 @@ def _check_sizes(setup, kind, config, onnx_policy, path):
                        f"{num_points}")
 
 
-def _policy_controller(setup, kind, config, onnx_policy, path, num_trials, seed):
+def _policy_controller(setup, kind, config, onnx_policy, path, trials, seed):
     """(controller, params, host policy_fn) for a policy; checkpoint errors become _Problem."""
     from dex4d_jax.benchmark import methods  # noqa: PLC0415
     from dex4d_jax.export.policy import LoadedPolicy  # noqa: PLC0415
@@ -123,7 +123,7 @@ def _policy_controller(setup, kind, config, onnx_policy, path, num_trials, seed)
 
     env = setup.env
     if onnx_policy is not None:
-        return None, None, methods.onnx_policy_fn(onnx_policy, env.student_layout, num_trials,
+        return None, None, methods.onnx_policy_fn(onnx_policy, env.student_layout, trials,
                                                   seed)
     loaded = LoadedPolicy(path, env)  # checks the parameters fit the networks
     if kind == "student":
@@ -195,7 +195,7 @@ def run(args, parser, argv) -> int:  # noqa: C901 (one flow, each branch a check
         if policy:
             p, kind, _, config, onnx_policy = policy
             controller, params, host = _policy_controller(setup, kind, config, onnx_policy, p,
-                                                          num, args.seed)
+                                                          trials, args.seed)
             grasp = controller if args.env == "ap2ap" and controller is not None else None
             if "policy" in methods_wanted:
                 rows.append((_label(config or {}, p, kind) if kind == "student"
@@ -209,7 +209,7 @@ def run(args, parser, argv) -> int:  # noqa: C901 (one flow, each branch a check
                              params if grasp is not None else None, None))
         for p, kind, _, config, onnx_policy in ablations:
             controller, params, host = _policy_controller(setup, kind, config, onnx_policy, p,
-                                                          num, args.seed)
+                                                          trials, args.seed)
             rows.append((_label(config, p, ""), controller, params, host))
     except (_Problem, tasks.SuiteError, run_dir.RunDirError, SettingError, OSError,
             checkpoint.CheckpointError, PolicyFileError, ValueError, KeyError) as err:
