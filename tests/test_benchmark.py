@@ -128,8 +128,9 @@ def test_trial_keys_do_not_depend_on_the_batch():
 def test_fixed_items_are_not_the_robot():
     """The items carry the arm's collision bit (so the object meets them) but are not robot
     geoms: the reset ladder's lowest robot points are those of the scene without them."""
-    from dex4d_jax import object_library, robot  # noqa: PLC0415
     from dex4d_jax.envs import robot_scene  # noqa: PLC0415
+
+    from dex4d_jax import object_library, robot  # noqa: PLC0415
 
     suite = tasks.load_suite()
     library = object_library.ycb_objects().subset([0])
