@@ -32,8 +32,8 @@ from `Settings`, stretched when the arm is slower than `reference_arm_speed`; 12
   approach  1.5 s  the palm moves in a straight line to above the object: the object's centroid
                    at `grasp_offset_palm` from the palm site (where power_grasp_plan puts an
                    upright apple, cup or brick), the hand's lowest collider `pregrasp_clearance`
-                   above the object's top. Up to ~30 cm of travel: in the benchmark scene the
-                   hand starts on the reset ladder's highest rung (palm 48 cm above the table).
+                   above the object's top (the hand starts on the reset ladder's rung just clear
+                   of the object, a few cm of travel; up to ~30 cm from the highest rung).
   descend   0.75 s the palm goes straight down until the open hand's lowest collider is
                    `table_clearance` above the table (or the palm `palm_clearance` above the
                    object's top, whichever is higher).
