@@ -268,7 +268,7 @@ def robot_novaflow(env, closed_loop: bool, grasp_controller: Controller | None =
     flex = np.zeros(robot.NUM_HAND, bool)
     flex[[robot.HAND_JOINTS.index(n) for n in GRASP_FLEX_JOINTS]] = True
     flex = jnp.asarray(flex)
-    hand_geoms = np.flatnonzero((mj_model.geom_contype & robot.HAND_COLLISION_BIT)
+    hand_geoms = np.flatnonzero(((mj_model.geom_contype & robot.HAND_COLLISION_BIT) != 0)
                                 & robot_scene.robot_geoms(mj_model))
     half_height = _half_height_fn(mj_model, hand_geoms)
     # The grasp-ready palm orientation (world frame), kept through the scripted grasp.
