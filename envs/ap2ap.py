@@ -211,16 +211,6 @@ class Ap2ap(base.MjxEnv):
         return self._keypoints
 
     @property
-    def support(self) -> jax.Array:
-        """[num_objects, P, 4] support points (envs/objects.support_points) of each object."""
-        return self._support
-
-    @property
-    def workspace_center(self) -> np.ndarray:
-        """[2] xy of the workspace centre (base frame, metres): where objects are reset."""
-        return np.asarray(self._center, np.float32)
-
-    @property
     def push_steps(self) -> int:
         """Control steps between pushes of the object."""
         return self._push_steps

@@ -168,16 +168,6 @@ class Ap2apWrench(base.MjxEnv):
         """[num_objects, 128, 3] keypoints in each object's frame."""
         return self._keypoints
 
-    @property
-    def support(self) -> jax.Array:
-        """[num_objects, P, 4] support points (envs/objects.support_points) of each object."""
-        return self._support
-
-    @property
-    def workspace_center(self) -> np.ndarray:
-        """[2] xy of the workspace centre (table frame, metres): where objects are reset."""
-        return np.asarray(self._center, np.float32)
-
     # ------------------------------------------------------------------------------------------
     # Pose sampling.
     # ------------------------------------------------------------------------------------------

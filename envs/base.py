@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import mujoco
+import numpy as np
 from brax.envs import base as brax_base
 from ml_collections import config_dict
 from mujoco import mjx
@@ -110,6 +111,18 @@ class MjxEnv(brax_base.Env):
     def n_substeps(self) -> int:
         """Physics steps per control step."""
         return self._n_substeps
+
+    @property
+    def support(self) -> jax.Array:
+        """[num_objects, P, 4] support points (envs/objects.support_points) of each object;
+        an environment sets `_support`."""
+        return self._support
+
+    @property
+    def workspace_center(self) -> np.ndarray:
+        """[2] xy of the workspace centre in the environment's frame (metres), where objects
+        are reset; an environment sets `_center`."""
+        return np.asarray(self._center, np.float32)
 
     @property
     def backend(self) -> str:

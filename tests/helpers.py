@@ -140,3 +140,42 @@ def native_fingertip_forces(model, data):
             elif (b1, b2) == (tip, obj):
                 forces[f] -= world
     return forces
+
+
+def make_wrench_student_run(run, preset: str = "quick"):
+    """A wrench student run folder at `run` (a pathlib.Path): config.json and one DAgger
+    checkpoint of a `preset`-sized network with random weights, each nudged off its
+    initialisation (zero biases would hide mirror mistakes in an export).
+
+    Returns:
+      (run, network, params).
+    """
+    import json  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    import optax  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+
+    from dex4d_jax import envs  # noqa: PLC0415
+    from dex4d_jax.export import policy as export  # noqa: PLC0415
+    from dex4d_jax.student import dagger  # noqa: PLC0415
+    from dex4d_jax.student.policy import make_student  # noqa: PLC0415
+    from dex4d_jax.training.loop import LoopState  # noqa: PLC0415
+
+    config = student.get_config(preset)
+    config.teacher = {"path": "/nonexistent/teacher", "step": 0}
+    config.env = envs.run_env_config("ap2ap_wrench").to_dict()
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    net = make_student(config.network, 6)
+    x = export.random_student_inputs({"joint_pos": 0, "joint_vel": 6, "action": 6,
+                                      "points": 64}, 1)
+    params = net.init(jax.random.PRNGKey(3), *x.values())
+    params = jax.tree_util.tree_map(lambda p: p + 0.02 * jnp.sin(jnp.arange(p.size).reshape(
+        p.shape)), params)
+    state = LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params), params),
+                      np.zeros(2, np.uint32), 0)
+    dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
+    return run, net, params

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import make_wrench_student_run, run_cli
 
 from dex4d_jax import envs
 from dex4d_jax.benchmark import methods, metrics, rollout, tasks
@@ -228,28 +228,7 @@ def test_novaflow_cl_degrades_with_few_noisy_points(wrench):
 @pytest.fixture(scope="module")
 def wrench_student_run(tmp_path_factory):
     """A wrench student run folder with random weights (its config says ap2ap_wrench)."""
-    import optax  # noqa: PLC0415
-    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
-
-    from dex4d_jax.export import policy as export  # noqa: PLC0415
-    from dex4d_jax.student import dagger  # noqa: PLC0415
-    from dex4d_jax.student.policy import make_student  # noqa: PLC0415
-    from dex4d_jax.training.loop import LoopState  # noqa: PLC0415
-
-    run = tmp_path_factory.mktemp("student") / "run"
-    config = student.get_config("smoke")
-    config.teacher = {"path": "/nonexistent/teacher", "step": 0}
-    config.env = envs.run_env_config("ap2ap_wrench").to_dict()
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(config.to_dict()))
-    net = make_student(config.network, 6)
-    x = export.random_student_inputs({"joint_pos": 0, "joint_vel": 6, "action": 6,
-                                      "points": 64}, 1)
-    params = net.init(jax.random.PRNGKey(3), *x.values())
-    state = LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params), params),
-                      np.zeros(2, np.uint32), 0)
-    dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
-    return run
+    return make_wrench_student_run(tmp_path_factory.mktemp("student") / "run", "smoke")[0]
 
 
 def test_eval_refuses_a_policy_of_another_environment(wrench_student_run, tmp_path, capsys):

@@ -6,21 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import onnxruntime as ort
-import optax
 import flax.linen as nn
 import pytest
 from dex4d_jax import contract, envs
-from dex4d_jax.experiments.configs import student
 
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks import point_encoders, ppo
 from dex4d_jax.networks.student import StudentNetwork
-from dex4d_jax.student import dagger
-from dex4d_jax.student.policy import make_student
-from dex4d_jax.training.loop import LoopState
-from tests.helpers import run_cli
+from tests.helpers import make_wrench_student_run, run_cli
 
 
 def _session(model):
@@ -86,22 +81,7 @@ def test_teacher_graph_matches_flax():
 @pytest.fixture(scope="module")
 def student_run(tmp_path_factory):
     """A wrench student run folder (paper-size network, random weights) and its export."""
-    run = tmp_path_factory.mktemp("student") / "run"
-    config = student.get_config("quick")
-    config.teacher = {"path": "/nonexistent/teacher", "step": 0}
-    config.env = envs.run_env_config("ap2ap_wrench").to_dict()
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(config.to_dict()))
-    net = make_student(config.network, 6)
-    x = export.random_student_inputs({"joint_pos": 0, "joint_vel": 6, "action": 6,
-                                      "points": 64}, 1)
-    params = net.init(jax.random.PRNGKey(3), *x.values())
-    params = jax.tree_util.tree_map(lambda p: p + 0.02 * jnp.sin(jnp.arange(p.size).reshape(
-        p.shape)), params)
-    state = LoopState(dagger.StudentTrainingState(optax.adam(1e-4).init(params), params),
-                      np.zeros(2, np.uint32), 0)
-    dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
-    return run, net, params
+    return make_wrench_student_run(tmp_path_factory.mktemp("student") / "run")
 
 
 def test_export_cli_writes_a_checked_student(student_run, tmp_path, capsys):
