@@ -146,12 +146,14 @@ class Outputs(NamedTuple):
 
 
 def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
-                 policy_fn: Callable | None = None):
+                 policy_fn: Callable | None = None,
+                 progress: Callable[[int, int], None] | None = None, progress_every: int = 50):
     """The rollout `(params, trials, seed) -> Outputs` of a controller, jitted once.
 
     `policy_fn`, when given, replaces the jitted controller call by a host call
     `(Observation on the device) -> action [B, A]`: for policies that do not run in JAX (an ONNX
-    student on onnxruntime); the environment's steps stay jitted.
+    student on onnxruntime); the environment's steps stay jitted. `progress(step, length)` is
+    called on the host every `progress_every` control steps (from inside the jitted scan).
     """
     env = setup.env
     noise = float(suite.point_noise)
@@ -246,6 +248,9 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
 
     length = setup.episode_length
 
+    def report(step):
+        progress(int(step), length)
+
     if policy_fn is None:
         @jax.jit
         def rollout(params, trials, keys):
@@ -258,13 +263,16 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
                 step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(pkeys, t)
                 action, ccarry = controller.act(params, obs, ccarry, step_keys)
                 carry, obs = step_env(carry, action, trials, t + 1, keys)
+                if progress is not None:
+                    jax.lax.cond((t + 1) % progress_every == 0,
+                                 lambda: jax.debug.callback(report, t + 1), lambda: None)
                 return (carry, obs, ccarry), None
 
             (carry, _, _), _ = jax.lax.scan(body, (carry, obs, ccarry),
                                             jnp.arange(length, dtype=jnp.int32))
             return finish(carry, trials)
 
-        def run(params, trials, seed, progress=None):
+        def run(params, trials, seed):
             keys = trial_keys(trials, seed)
             out = jax.device_get(rollout(params, _as_jax(trials), keys))
             return Outputs(*[np.asarray(x) for x in out])
@@ -274,7 +282,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
     step_j = jax.jit(step_env)
     finish_j = jax.jit(finish)
 
-    def run_host(params, trials, seed, progress=None):
+    def run_host(params, trials, seed):
         keys = trial_keys(trials, seed)
         jtrials = _as_jax(trials)
         carry, obs = start_j(jtrials, keys)
@@ -282,7 +290,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
             action = policy_fn(obs)
             carry, obs = step_j(carry, jnp.asarray(action, jnp.float32), jtrials,
                                 jnp.int32(t + 1), keys)
-            if progress is not None:
+            if progress is not None and (t + 1) % progress_every == 0:
                 progress(t + 1, length)
         out = jax.device_get(finish_j(carry, jtrials))
         return Outputs(*[np.asarray(x) for x in out])

@@ -223,7 +223,12 @@ def run(args, parser, argv) -> int:  # noqa: C901 (one flow, each branch a check
     for label, controller, params, host in rows:
         start = time.time()
         print(f"  {label}: compiling and rolling out ...", flush=True)
-        run_fn = rollout.make_rollout(setup, suite, controller, policy_fn=host)
+        def progress(step, length, label=label, start=start):
+            print(f"    {label}: step {step}/{length} ({time.time() - start:.0f} s)", flush=True)
+
+        run_fn = rollout.make_rollout(setup, suite, controller, policy_fn=host,
+                                      progress=progress,
+                                      progress_every=max(setup.episode_length // 4, 1))
         outputs = run_fn(params, trials, args.seed)
         seconds = time.time() - start
         scores = metrics.method_scores(trials.task, outputs.num_reached, trials.num_waypoints,
