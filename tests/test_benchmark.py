@@ -162,39 +162,41 @@ def wrench():
     return suite, setup, trials
 
 
-def _stop_at(controller: Controller, stop: jax.Array) -> Controller:
-    """`controller`, still once trial b has reached `stop[b]` waypoints."""
+def _scripted(controller: Controller) -> Controller:
+    """`controller`, still once trial b has reached params["stop"][b] waypoints, and seeing,
+    where params["degrade"][b], only its first 3 visible points with 5 cm more noise. The
+    behaviour is data (params), so both tests below share one compiled rollout."""
     def act(params, obs, carry, keys):
-        action, carry = controller.act(params, obs, carry, keys)
-        return jnp.where((obs.waypoint >= stop)[:, None], 0.0, action), carry
-
-    return Controller(controller.init, act)
-
-
-def _degraded(controller: Controller, keep: int, noise: float) -> Controller:
-    """`controller` seeing only its first `keep` visible points, with `noise` more noise."""
-    def act(params, obs, carry, keys):
-        first = jnp.cumsum(obs.visible, axis=1) <= keep
+        degrade = params["degrade"]
+        first = jnp.cumsum(obs.visible, axis=1) <= 3
         k1, k2 = jax.random.split(keys[0])
-        obs = obs._replace(
-            visible=obs.visible & first,
+        noise = 0.05 * degrade[:, None, None]
+        seen = obs._replace(
+            visible=jnp.where(degrade[:, None], obs.visible & first, obs.visible),
             current=obs.current + noise * jax.random.normal(k1, obs.current.shape),
             target=obs.target + noise * jax.random.normal(k2, obs.target.shape))
-        return controller.act(params, obs, carry, keys)
+        action, carry = controller.act(None, seen, carry, keys)
+        return jnp.where((obs.waypoint >= params["stop"])[:, None], 0.0, action), carry
 
     return Controller(controller.init, act)
+
+
+@pytest.fixture(scope="module")
+def scripted_run(wrench):
+    """NovaFlow-CL with exact points (no camera noise), behaviour per trial from params."""
+    suite, setup, trials = wrench
+    exact = dataclasses.replace(suite, point_noise=0.0)
+    return rollout.make_rollout(setup, exact, _scripted(methods.wrench_novaflow_cl(setup.env)))
 
 
 @pytest.mark.slow
-def test_rollout_counts_progress_and_novaflow_cl_reaches_every_waypoint(wrench):
+def test_rollout_counts_progress_and_novaflow_cl_reaches_every_waypoint(wrench, scripted_run):
     """NovaFlow-CL with exact points, stopped after 0, 1, 2 or all waypoints, gets exactly
     those counts: the trials left to run reach every waypoint of every task."""
     suite, setup, trials = wrench
-    exact = dataclasses.replace(suite, point_noise=0.0)
     stop = np.arange(len(trials.pos)) % 4  # 3: never stopped (every task has 3 waypoints)
-    run = rollout.make_rollout(setup, exact, _stop_at(methods.wrench_novaflow_cl(setup.env),
-                                                       jnp.asarray(stop)))
-    out = run(None, trials, seed=0)
+    out = scripted_run({"stop": jnp.asarray(stop), "degrade": jnp.zeros(len(stop), bool)},
+                       trials, seed=0)
     np.testing.assert_array_equal(out.num_reached, np.minimum(stop, trials.num_waypoints))
     for b, s in enumerate(stop):
         steps = out.reached_step[b]
@@ -207,12 +209,11 @@ def test_rollout_counts_progress_and_novaflow_cl_reaches_every_waypoint(wrench):
 
 
 @pytest.mark.slow
-def test_novaflow_cl_degrades_with_few_noisy_points(wrench):
-    suite, setup, trials = wrench
-    exact = dataclasses.replace(suite, point_noise=0.0)
-    worse = rollout.make_rollout(setup, exact, _degraded(methods.wrench_novaflow_cl(setup.env),
-                                                         keep=3, noise=0.05))(
-        None, trials, seed=0)
+def test_novaflow_cl_degrades_with_few_noisy_points(wrench, scripted_run):
+    _, _, trials = wrench
+    n = len(trials.pos)
+    worse = scripted_run({"stop": jnp.full(n, 3), "degrade": jnp.ones(n, bool)}, trials,
+                         seed=0)
     progress = worse.num_reached / trials.num_waypoints
     # Every waypoint is reached with exact points (the test above). Measured: TP 0.97 with 4
     # points and 2 cm more noise (the loop averages noise out); 3 points and 5 cm make the

@@ -21,6 +21,7 @@ ROWS = ("env step compile", "env steps/s, 8 envs (jax)",
 
 
 @pytest.mark.slow
+@pytest.mark.gpu_check
 def test_gpu_check_smoke(tmp_path):
     """Every row of the table is filled in, and the curve is a PNG."""
     out = tmp_path / "check"
