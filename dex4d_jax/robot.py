@@ -56,6 +56,8 @@ TABLE_HEIGHT = 0.6
 FINGERTIP_MIN_HEIGHT = 0.62
 # The robot base frame in the world, metres: the xArm's base stands on the table top.
 BASE_POS = np.array([0.0, 0.0, TABLE_HEIGHT])
+# Where objects are reset (base frame xy, metres): 45 cm in front of the base (envs/ap2ap.py).
+WORKSPACE_CENTER = np.array([0.45, 0.0])
 TABLE_GEOM = "table"
 OBJECT_BODY = "object"
 CAMERA = "d435"
@@ -105,3 +107,10 @@ def grasp_ready_joints(model: mujoco.MjModel) -> np.ndarray:
     see `dex4d_jax.envs.robot_scene.grasp_ready_qpos`.
     """
     return np.asarray(model.key(GRASP_READY_KEY).qpos[:NUM_JOINTS]).copy()
+
+
+def robot_geoms(model) -> np.ndarray:
+    """[ngeom] bool: the geoms of bodies that hang from BASE_BODY (the arm and hand), not the
+    world's (the table, the benchmark's fixed items) nor the object's."""
+    root = model.body_rootid[model.geom_bodyid]
+    return root == model.body(BASE_BODY).id

@@ -65,7 +65,7 @@ from dex4d_jax import geometry, object_library, robot, scene_models, shapes
 
 NUM_POINTS = 128
 # Object workspace (base frame): reset poses lie around CENTER; goals stay in this box.
-CENTER = np.array([0.45, 0.0])
+CENTER = robot.WORKSPACE_CENTER
 WORKSPACE_LOW = np.array([0.30, -0.15, 0.0])
 WORKSPACE_HIGH = np.array([0.60, 0.15, 0.30])
 # Initial hand position (Table IV): "low" lowers the grasp-ready hand as far as it can while

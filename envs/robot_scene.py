@@ -207,12 +207,6 @@ LIFT_STEP = 0.01
 MAX_LIFT = 0.32
 
 
-def robot_geoms(mj_model: mujoco.MjModel) -> np.ndarray:
-    """[ngeom] bool: the geoms of bodies that hang from robot.BASE_BODY (the arm and hand)."""
-    root = mj_model.body_rootid[mj_model.geom_bodyid]
-    return root == mj_model.body(robot.BASE_BODY).id
-
-
 def lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
     """World z (metres) of the lowest point of the hand's and the arm's colliders.
 
@@ -228,7 +222,7 @@ def lowest_robot_point(mj_model: mujoco.MjModel, data: mujoco.MjData) -> float:
       not the robot's.
     """
     lowest = np.inf
-    for g in np.flatnonzero(robot_geoms(mj_model)):
+    for g in np.flatnonzero(robot.robot_geoms(mj_model)):
         if not mj_model.geom_contype[g] & (robot.HAND_COLLISION_BIT | robot.ARM_COLLISION_BIT):
             continue
         z, axis_z = data.geom_xpos[g, 2], np.abs(data.geom_xmat[g].reshape(3, 3)[2])

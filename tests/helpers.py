@@ -179,3 +179,14 @@ def make_wrench_student_run(run, preset: str = "quick"):
                       np.zeros(2, np.uint32), 0)
     dagger.save_checkpoint(str(run / "checkpoints"), state, 0)
     return run, net, params
+
+
+def benchmark_setup(suite, env_name: str, env_config):
+    """`rollout.make_setup` of the environment `rollout.env_arguments` describes, as
+    `dex4d eval` builds it."""
+    from dex4d_jax import envs  # noqa: PLC0415
+    from dex4d_jax.benchmark import rollout  # noqa: PLC0415
+
+    config, kwargs = rollout.env_arguments(suite, env_name, env_config)
+    env = envs.build(env_name, config, init_kwargs=kwargs)
+    return rollout.make_setup(suite, env_name, env, env_config)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from helpers import make_wrench_student_run, run_cli
+from helpers import benchmark_setup, make_wrench_student_run, run_cli
 
 from dex4d_jax import envs
 from dex4d_jax.benchmark import methods, metrics, rollout, tasks
@@ -140,7 +140,7 @@ def test_fixed_items_are_not_the_robot():
         model = robot_scene.build_scene_objects(library, scene_items=scene_items).mj_model
         key = model.key(robot.GRASP_READY_KEY).qpos
         lowest.append(robot_scene.arm_ladder(model, key, np.array([0.0, 0.1]))[1])
-        mine = robot_scene.robot_geoms(model)
+        mine = robot.robot_geoms(model)
         counts.append(mine.sum())
         assert not any(mine[g] for g in range(model.ngeom)
                        if model.geom(g).name.startswith("item_"))
@@ -157,7 +157,7 @@ def test_fixed_items_are_not_the_robot():
 @pytest.fixture(scope="module")
 def wrench():
     suite = tasks.load_suite()
-    setup = rollout.make_setup(suite, "ap2ap_wrench", envs.get_default_config("ap2ap_wrench"))
+    setup = benchmark_setup(suite, "ap2ap_wrench", envs.get_default_config("ap2ap_wrench"))
     trials = rollout.sample_trials(setup, suite, suite.tasks, 2, seed=3)
     return suite, setup, trials
 

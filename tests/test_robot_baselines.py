@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from dex4d_jax.envs import ap2ap
+from helpers import benchmark_setup
 
 from dex4d_jax.benchmark import robot_baselines, rollout
 from dex4d_jax.benchmark import tasks as tasks_lib
@@ -55,7 +56,7 @@ def test_visible_top_and_centroid_reads_only_visible_points():
 def episode():
     """Runs the shared rollout once; returns what it recorded per step."""
     suite = tasks_lib.load_suite()
-    setup = rollout.make_setup(suite, "ap2ap", ap2ap.default_config())
+    setup = benchmark_setup(suite, "ap2ap", ap2ap.default_config())
     env = setup.env
     schedule = robot_baselines.grasp_schedule(env.config, robot_baselines.Settings())
     setup = setup._replace(episode_length=schedule.lift + MOTION_STEPS)

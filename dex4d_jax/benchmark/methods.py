@@ -76,8 +76,8 @@ def onnx_policy_fn(onnx_policy, layout, trials, seed: int):
     onnxruntime, fed the same inputs as `student_controller` (the same point subset per trial
     for the same trials and seed)."""
     num_keep = int(onnx_policy.info.sizes["points"])
-    keys = rollout.policy_keys(rollout.trial_keys(trials, seed))
-    state = {}
+    indices = _point_subset(rollout.policy_keys(rollout.trial_keys(trials, seed)),
+                            layout.num_points, num_keep)
 
     @jax.jit
     def extract(obs, indices):
@@ -87,10 +87,7 @@ def onnx_policy_fn(onnx_policy, layout, trials, seed: int):
                 "point_mask": x.visible}
 
     def policy_fn(obs):
-        if "indices" not in state:
-            state["indices"] = _point_subset(keys, obs.current.shape[1], num_keep)
-        inputs = {k: np.asarray(v) for k, v in jax.device_get(
-            extract(obs, state["indices"])).items()}
+        inputs = {k: np.asarray(v) for k, v in jax.device_get(extract(obs, indices)).items()}
         return onnx_policy(**inputs)["action"]
 
     return policy_fn

@@ -76,7 +76,6 @@ import numpy as np
 from dex4d_jax import geometry, robot
 from dex4d_jax.benchmark import ik, methods
 from dex4d_jax.benchmark.rollout import Controller
-from dex4d_jax.envs import robot_scene
 
 # The joints that close the hand, towards their upper limits (envs/robot_scene.py's
 # _GRASP_FLEX_JOINTS): each finger's mcp, pip and dip, the thumb's mcp and ipl.
@@ -238,7 +237,8 @@ def robot_novaflow(env, closed_loop: bool, grasp_controller: Controller | None =
     """NovaFlow (open loop) or NovaFlow-CL on the ap2ap robot environment.
 
     Args:
-      env: the ap2ap environment of the benchmark (`rollout.make_setup(..., "ap2ap", ...)`).
+      env: the benchmark's ap2ap environment (built from
+        `rollout.env_arguments(..., "ap2ap", ...)`).
       closed_loop: True for NovaFlow-CL (re-estimate and re-solve every step), False for
         NovaFlow (one estimate and one planned path per waypoint).
       grasp_controller: a robot policy Controller that grasps and lifts; it acts until the
@@ -269,7 +269,7 @@ def robot_novaflow(env, closed_loop: bool, grasp_controller: Controller | None =
     flex[[robot.HAND_JOINTS.index(n) for n in GRASP_FLEX_JOINTS]] = True
     flex = jnp.asarray(flex)
     hand_geoms = np.flatnonzero(((mj_model.geom_contype & robot.HAND_COLLISION_BIT) != 0)
-                                & robot_scene.robot_geoms(mj_model))
+                                & robot.robot_geoms(mj_model))
     half_height = _half_height_fn(mj_model, hand_geoms)
     # The grasp-ready palm orientation (world frame), kept through the scripted grasp.
     data = mujoco.MjData(mj_model)

@@ -30,12 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 from mujoco import mjx
 
-from dex4d_jax import geometry
+from dex4d_jax import geometry, robot
 from dex4d_jax.benchmark import tasks as tasks_lib
 from dex4d_jax.benchmark import visibility
 
 # Hold count the environment's own goal switching can never reach inside an episode.
 _NEVER = 1 << 30
+# Both environments' frames: the table top below the robot base (ap2ap) or the table centre
+# (ap2ap_wrench, whose table stands at the same height); the workspace centres in them.
+_ORIGIN = np.asarray(robot.BASE_POS, float)
+_CENTERS = {"ap2ap": np.asarray(robot.WORKSPACE_CENTER, float), "ap2ap_wrench": np.zeros(2)}
 
 
 class Observation(NamedTuple):
@@ -83,48 +87,46 @@ class Setup(NamedTuple):
     episode_length: int
 
 
-def make_setup(suite: tasks_lib.Suite, env_name: str, env_config) -> Setup:
-    """Builds `env_name` with the suite's objects and items from a policy's environment config.
+def env_arguments(suite: tasks_lib.Suite, env_name: str, env_config):
+    """(config, constructor keyword arguments) of the environment a suite runs in, built by the
+    caller (`envs.build(env_name, config, init_kwargs=kwargs)`), from a policy's config.
 
-    The success threshold and hold steps are the config's (the policy's training task);
-    domain randomization and pushes are off; the environment's own goal switching is off.
+    Domain randomization and pushes are off, and so is the environment's own goal switching
+    (its hold count never completes); the episode length is the suite's.
+
+    Raises:
+      ValueError: an environment the benchmark does not run on.
     """
-    from dex4d_jax import envs  # noqa: PLC0415 (imports MJX)
+    import ml_collections  # noqa: PLC0415
 
     if env_name not in tasks_lib.ENVS:
         raise ValueError(f"the benchmark runs on {', '.join(tasks_lib.ENVS)}, not {env_name!r}")
-    import ml_collections  # noqa: PLC0415
-
     config = ml_collections.ConfigDict(env_config)
-    threshold, hold = float(config.success_threshold), int(config.hold_steps)
     config.hold_steps = _NEVER
     config.too_far_threshold = 0.0
     if "domain_randomization" in config:
         config.domain_randomization = False
-    length = int(suite.episode_length[env_name])
-    config.episode_length = length
-    origin = np.array([0.0, 0.0, 0.6])
+    config.episode_length = int(suite.episode_length[env_name])
+    center = _CENTERS[env_name]
+    items = tasks_lib.static_items(suite, center, _ORIGIN)
     if env_name == "ap2ap_wrench":
-        from dex4d_jax.envs import ap2ap_wrench  # noqa: PLC0415
+        return config, {"object_set": tasks_lib.task_objects(suite, env_name),
+                        "scene_items": items}
+    library, _ = tasks_lib.task_objects(suite, env_name)
+    return config, {"library": library, "scene_items": items}
 
-        center = np.zeros(2)
-        origin = np.array([0.0, 0.0, ap2ap_wrench.TABLE_HEIGHT])
-        object_set = tasks_lib.task_objects(suite, env_name)
-        kwargs = {"object_set": object_set,
-                  "scene_items": tasks_lib.static_items(suite, center, origin)}
-        object_ids = np.arange(len(suite.tasks))
-    else:
-        from dex4d_jax import robot  # noqa: PLC0415
-        from dex4d_jax.envs import ap2ap  # noqa: PLC0415
 
-        center = np.asarray(ap2ap.CENTER, float)
-        origin = np.asarray(robot.BASE_POS, float)
-        library, object_ids = tasks_lib.task_objects(suite, env_name)
-        kwargs = {"library": library,
-                  "scene_items": tasks_lib.static_items(suite, center, origin)}
-    env = envs.build(env_name, config, init_kwargs=kwargs)
-    camera = origin + np.array([center[0], center[1], 0.0]) + suite.camera
-    return Setup(env, env_name, np.asarray(object_ids), camera, origin, threshold, hold, length)
+def make_setup(suite: tasks_lib.Suite, env_name: str, env, env_config) -> Setup:
+    """The setup of `env` (built from `env_arguments`); the success threshold and hold steps are
+    `env_config`'s, the policy's training task."""
+    center = np.asarray(env.workspace_center, float)
+    if not np.allclose(center, _CENTERS[env_name]):
+        raise ValueError(f"{env_name}'s workspace centre {center} is not the benchmark's "
+                         f"{_CENTERS[env_name]}: build it from env_arguments")
+    camera = _ORIGIN + np.array([center[0], center[1], 0.0]) + suite.camera
+    return Setup(env, env_name, tasks_lib.object_ids(suite, env_name), camera, _ORIGIN,
+                 float(env_config.success_threshold), int(env_config.hold_steps),
+                 int(suite.episode_length[env_name]))
 
 
 def sample_trials(setup: Setup, suite: tasks_lib.Suite, tasks, trials_per_task: int,
@@ -179,9 +181,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
         distance = geometry.mean_point_distance(current, target, seen)
         # Nothing seen: nothing can be judged reached.
         distance = jnp.where(jnp.any(seen), distance, jnp.inf)
-        true = geometry.mean_point_distance(points(pos, quat, object_id), points(
-            goal_pos, goal_quat, object_id))
-        return current, target, seen, distance, true
+        return current, target, seen, distance
 
     def set_goal(state, goal_pos, goal_quat):
         info = dict(state.info, goal_pos=goal_pos, goal_quat=goal_quat)
@@ -194,7 +194,7 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
         goal_pos = trials.goal_pos[batch, waypoint]
         goal_quat = trials.goal_quat[batch, waypoint]
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
-        current, target, seen, distance, _ = jax.vmap(perceive)(state, goal_pos, goal_quat,
+        current, target, seen, distance = jax.vmap(perceive)(state, goal_pos, goal_quat,
                                                                 step_keys)
         done = waypoint >= trials.num_waypoints  # index past the last: every waypoint reached
         hold = jnp.where((distance < threshold) & ~done, hold + 1, 0)

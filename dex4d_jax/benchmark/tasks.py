@@ -175,8 +175,14 @@ def task_objects(suite: Suite, env_name: str):
             t.object, t.object, object_families.centre(object_families.fill_slots(
                 _wrench_primitives(t.object), scene_models.WRENCH_SLOT_KINDS, t.object)))
             for t in suite.tasks]
-    library = object_library.ycb_objects()
-    return library, [list(library.names).index(t.object) for t in suite.tasks]
+    return object_library.ycb_objects(), object_ids(suite, env_name)
+
+
+def object_ids(suite: Suite, env_name: str) -> np.ndarray:
+    """[num tasks] each suite task's object id in the environment `task_objects` builds."""
+    if env_name == "ap2ap_wrench":
+        return np.arange(len(suite.tasks))
+    return np.array([object_library.YCB_NAMES.index(t.object) for t in suite.tasks])
 
 
 def item_geometry(suite: Suite) -> dict[str, tuple[np.ndarray, float, list]]:

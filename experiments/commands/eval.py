@@ -185,7 +185,9 @@ def run(args, parser, argv) -> int:  # noqa: C901 (one flow, each branch a check
         env_config = policy[2] if policy else envs.get_default_config(args.env)
         enable_compilation_cache()
         print(f"Building {args.env} with the suite's objects and items ...", flush=True)
-        setup = rollout.make_setup(suite, args.env, env_config)
+        config, kwargs = rollout.env_arguments(suite, args.env, env_config)
+        setup = rollout.make_setup(suite, args.env, envs.build(args.env, config,
+                                                               init_kwargs=kwargs), env_config)
         for p, kind, _, config, onnx_policy in ([policy] if policy else []) + ablations:
             _check_sizes(setup, kind, config, onnx_policy, p)
         trials = rollout.sample_trials(setup, suite, chosen, args.trials, args.seed)
