@@ -13,6 +13,9 @@ dex4d tracks from-video --video v.mp4 --mask m.png --depth d.npz --camera c.npz 
 dex4d envs
 dex4d objects --split train --show 40 --out objects_train.png
 dex4d scene --object mug --render scene.png
+dex4d render --policy runs/student --env ap2ap_wrench --out rollout.mp4 --episodes 2
+dex4d view rollout.npz
+dex4d plot runs/teacher runs/teacher_mlp --out curves.png
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ COMMANDS = {
     "envs": "dex4d_jax.experiments.commands.envs",
     "objects": "dex4d_jax.experiments.commands.objects",
     "scene": "dex4d_jax.experiments.commands.scene",
+    "render": "dex4d_jax.experiments.commands.render",
+    "view": "dex4d_jax.experiments.commands.view",
+    "plot": "dex4d_jax.experiments.commands.plot",
 }
 _HELP = {
     "train": "train a policy (teacher with PPO, student with DAgger)",
@@ -42,6 +48,9 @@ _HELP = {
     "envs": "list the registered environments",
     "objects": "count the object library by family; render a sheet of it",
     "scene": "describe the robot scene; render it at the grasp-ready pose",
+    "render": "render a policy's rollouts to an MP4 video with its points drawn (docs/guide.md)",
+    "view": "3D viewer (Viser) of a point track, a rollout or the object library",
+    "plot": "learning curves of one or more runs from their metrics.jsonl",
 }
 
 
