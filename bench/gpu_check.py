@@ -15,7 +15,7 @@ Prints a Markdown table (and writes it to OUT/table.md, with OUT/results.json):
     steps/s over whole epochs (rollouts and learning; evaluation, which runs between epochs,
     excluded) after the first, which compiles;
   * a stage-1 learning curve: that PPO run goes on until the budget is spent, and its
-    metrics.jsonl is plotted to OUT/curve.png (bench/plot_metrics.py).
+    metrics.jsonl is plotted to OUT/curve.png (dex4d_jax.viz.plots, `dex4d plot`).
 
 The budget (--minutes, default 8) counts from the start of bench/gpu_check.sh (its wheel
 install included) or of this script. The PPO run uses small epochs (--iterations-per-epoch;
@@ -427,17 +427,17 @@ def ppo_section(args, report: Report, config, env, eval_env, env_rates, out: str
                              "epoch_seconds": [s for s, _ in epochs],
                              "eval_seconds": timing["evals"], "stopped": stopped}
     say(f"PPO {stopped} after {len(epochs)} epoch(s)")
-    sys.path.insert(0, HERE)
-    import plot_metrics  # noqa: PLC0415
+    from dex4d_jax.viz import plots  # noqa: PLC0415
 
-    return plot_metrics.read_metrics(run) if os.path.isfile(
-        os.path.join(run, "metrics.jsonl")) else []
+    try:
+        return plots.read_metrics(run)
+    except (FileNotFoundError, plots.MetricsError):  # no evaluation finished within the budget
+        return []
 
 
 def curve_row(report: Report, records: list[dict], out: str, label: str, run: str) -> None:
     """Plots the run's curve to OUT/curve.png and fills in the curve row."""
-    sys.path.insert(0, HERE)
-    import plot_metrics  # noqa: PLC0415
+    from dex4d_jax.viz import plots  # noqa: PLC0415
 
     trained = [r for r in records if "training/sps" in r]
     if not trained:
@@ -445,8 +445,8 @@ def curve_row(report: Report, records: list[dict], out: str, label: str, run: st
         return
     path = os.path.join(out, "curve.png")
     try:
-        plot_metrics.plot_runs({run: records}, CURVE_KEYS, path,
-                               title=f"stage 1, {os.path.basename(run)}")
+        plots.plot_runs({run: records}, path, {key: (key,) for key in CURVE_KEYS},
+                        title=f"stage 1, {os.path.basename(run)}")
     except (ImportError, ValueError) as err:
         report.set(label, "no curve", f"plotting failed: {err}")
         return

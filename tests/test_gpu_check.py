@@ -5,11 +5,14 @@ evaluation rollout (minutes with a cold compile cache), so the test is slow. It 
 suite's persistent compile cache (tests/conftest.py: DEX4D_JAX_CACHE, else .jax_cache).
 """
 
+import json
+import math
 import os
 import subprocess
 import sys
 
 import pytest
+from dex4d_jax.envs import ap2ap
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,4 +52,14 @@ def test_gpu_check_smoke(tmp_path):
     with Image.open(out / "curve.png") as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] > 300
-    assert (out / "ppo_stage1" / "metrics.jsonl").is_file()
+    # The robot's PPO run logs every reward term of Table V and the task metrics from its
+    # training rollouts (this was the robot smoke run's check in tests/test_ap2ap_training.py).
+    records = [json.loads(line) for line in
+               (out / "ppo_stage1" / "metrics.jsonl").read_text().splitlines() if line]
+    trained = [r for r in records if "training/sps" in r]
+    assert trained, records
+    names = [f"reward/{t}" for t in ap2ap.REWARD_TERMS] + ["distance", "success", "contact"]
+    for name in names:
+        assert math.isfinite(trained[-1][f"training/env/{name}"]), name
+    assert trained[-1]["training/env/distance"] > 0
+    assert json.loads((out / "ppo_stage1" / "config.json").read_text())["stage"] == 1
