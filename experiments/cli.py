@@ -54,12 +54,27 @@ _HELP = {
 }
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: its usage errors show its own usage line and `dex4d: error: ...`,
+    the one error prefix of every dex4d command."""
+
+    def error(self, message: str):
+        """Prints the command's usage and `dex4d: error: MESSAGE` to stderr; exits with 2."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"dex4d: error: {message}\n")
+
+
 def _parser(chosen: str | None):
-    """The parser, with the arguments of the `chosen` command only (others show their help)."""
+    """(the parser, the chosen command's module, the chosen command's own parser).
+
+    Only the `chosen` command's arguments are built (others show their help). Its own parser
+    is what the command reports usage errors with, so that an error shows its usage line, not
+    the list of every command.
+    """
     parser = argparse.ArgumentParser(prog="dex4d", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    module = None
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
+    module, own = None, parser
     for name in COMMANDS:
         if name != chosen:
             sub.add_parser(name, help=_HELP[name])
@@ -68,25 +83,30 @@ def _parser(chosen: str | None):
         if name == "tracks":  # the point-track package builds its own subparser
             module.add_parser(sub)
             continue
-        module.add_arguments(sub.add_parser(
-            name, help=_HELP[name]))
-    return parser, module
+        own = sub.add_parser(name, help=_HELP[name])
+        module.add_arguments(own)
+    return parser, module, own
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `dex4d` command; returns the exit status (2: bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    from dex4d_jax.experiments.commands.common import error, gl_setting_problem  # noqa: PLC0415
+
+    problem = gl_setting_problem()
+    if problem:
+        return error(problem)
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     if argv[:2] == ["tracks", "demo"]:
         from dex4d_jax.experiments.commands.common import use_headless_gl  # noqa: PLC0415
 
         use_headless_gl()
-    parser, module = _parser(chosen)
+    parser, module, own = _parser(chosen)
     args = parser.parse_args(argv)
     try:
         if args.command == "tracks":
             return module.run(args, parser)
-        return module.run(args, parser, argv)
+        return module.run(args, own, argv)
     except KeyboardInterrupt as err:  # Ctrl-C at any moment: one line, exit 130
         print(f"\n{err}" if str(err) else "\nInterrupted.", file=sys.stderr)
         return 130

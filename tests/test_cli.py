@@ -8,7 +8,7 @@ import pytest
 from dex4d_jax.experiments.configs import teacher
 from dex4d_jax.training import run_dir
 
-from helpers import run_cli
+from helpers import assert_one_error_line, run_cli
 
 
 def test_bad_choices_list_the_valid_ones(capsys, tmp_path):
@@ -79,3 +79,22 @@ def test_resume_refuses_a_different_config(tmp_path):
     other.network.encoder = "mlp"
     with pytest.raises(run_dir.RunDirError, match="different run"):
         run_dir.prepare_run_dir(str(tmp_path), other, resume=True)
+
+
+def test_a_usage_error_shows_the_commands_own_usage(capsys):
+    code, text = run_cli(capsys, "scene", "--object", "teapot")
+    assert_one_error_line(code, text, "teapot")
+    assert "usage: dex4d scene" in text and "{train,export" not in text
+
+
+@pytest.mark.parametrize("value, named", [("foo", "MUJOCO_GL='foo'"),
+                                          ("osmesa", "libosmesa6"), ("egl", "libegl1")])
+def test_an_unusable_mujoco_gl_is_one_line(value, named, monkeypatch):
+    """MuJoCo fails with a traceback at import on these; dex4d says what to do first."""
+    from dex4d_jax.experiments.commands import common
+
+    monkeypatch.setattr(common.ctypes.util, "find_library", lambda name: None)
+    problem = common.gl_setting_problem({"MUJOCO_GL": value})
+    assert problem is not None and named in problem
+    assert common.gl_setting_problem({}) is None
+    assert common.gl_setting_problem({"MUJOCO_GL": "disable"}) is None

@@ -108,6 +108,34 @@ def start_distributed(environ=None) -> str | None:
     return None
 
 
+# MUJOCO_GL value -> (the library MuJoCo loads for it, the Debian packages that provide it).
+GL_LIBRARIES = {"egl": ("EGL", "libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0"),
+                "osmesa": ("OSMesa", "libosmesa6")}
+
+
+def gl_setting_problem(environ=None) -> str | None:
+    """Why the MUJOCO_GL setting cannot work, or None (unset or a usable choice).
+
+    MuJoCo reads MUJOCO_GL when it is imported and fails with a traceback on a library that is
+    missing (every command imports it), so `dex4d` checks first and says what to install.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get("MUJOCO_GL", "").lower().strip()
+    if not value or not sys.platform.startswith("linux"):
+        return None
+    known = ("glx", "glfw", "enable", "enabled", "on", "true", "1",  # mujoco's own list
+             "disable", "disabled", "off", "false", "0", *GL_LIBRARIES)
+    if value not in known:
+        return (f"MUJOCO_GL={value!r} is not a rendering backend MuJoCo knows; use egl or "
+                "osmesa (offscreen), glfw (a display), or unset it")
+    if value in GL_LIBRARIES:
+        library, packages = GL_LIBRARIES[value]
+        if not ctypes.util.find_library(library):
+            return (f"MUJOCO_GL={value} but lib{library} is not installed; install it "
+                    f"(Debian/Ubuntu: apt-get install {packages}) or choose another backend")
+    return None
+
+
 def use_headless_gl() -> None:
     """Picks EGL for offscreen rendering on Linux when it is installed and nothing was chosen.
 
