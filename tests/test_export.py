@@ -2,14 +2,15 @@
 
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import onnxruntime as ort
-import flax.linen as nn
 import pytest
-from dex4d_jax import contract, envs
 
+from dex4d_jax import contract, envs
 from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInputError
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
@@ -93,6 +94,7 @@ def test_export_cli_writes_a_checked_student(student_run, tmp_path, capsys):
     policy = OnnxPolicy(str(out))
     info = policy.info
     assert info.contract == "dex4d-student/1" and info.env == "ap2ap_wrench"
+    assert info.opset == 17 and "ONNX opset 17" in text  # the default (docs/deploy.md)
     assert info.joint_names == ["lin_x", "lin_y", "lin_z", "ang_x", "ang_y", "ang_z"]
     assert info.action_mapping["kind"] == "twist" and info.num_points == 64
     assert info.control_frequency_hz == pytest.approx(20.0)
@@ -146,6 +148,24 @@ def test_runtime_refuses_malformed_inputs(student_run, tmp_path, capsys):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(PolicyFileError, match="not a readable ONNX model"):
         OnnxPolicy(str(tmp_path / "junk.onnx"))
+
+
+def test_export_cli_writes_the_asked_opset(student_run, tmp_path, capsys):
+    """`dex4d export --opset 18`: the graph imports opset 18 (ReduceMax's axes an input) and
+    the metadata records it; the export checked it against JAX in onnxruntime, as at 17."""
+    run, _, _ = student_run
+    out = tmp_path / "s18.onnx"
+    code, text = run_cli(capsys, "export", "--policy", str(run), "--out", str(out),
+                         "--opset", "18")
+    assert code == 0 and "max difference" in text and "ONNX opset 18" in text, text
+    model = onnx.load(str(out))
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 18)]
+    reduce_max = [n for n in model.graph.node if n.op_type == "ReduceMax"]
+    assert reduce_max and all(len(n.input) == 2 for n in reduce_max)
+    policy = OnnxPolicy(str(out))
+    assert policy.info.opset == 18
+    x = export.random_student_inputs(policy.info.sizes, 2)
+    assert policy(**x)["action"].shape == (2, 6)
 
 
 def test_export_cli_errors(tmp_path, capsys):

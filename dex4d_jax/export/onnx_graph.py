@@ -11,9 +11,14 @@ holding a module class without a mirror (`MissingMirrorError` naming it): a new 
 `dex4d_jax.networks` cannot be exported by a graph that silently leaves it out.
 
 Why not jax2onnx: its latest release pins orbax-checkpoint below the version our training
-stack needs (SPEC section 12), and the networks use a dozen ops. Opset 18: LayerNormalization
-is there (17) and every op here runs on onnxruntime builds of the last three years; GELU is
-written out (flax's tanh approximation) rather than the opset-20 Gelu op for the same reason.
+stack needs (SPEC section 12), and the networks use a dozen ops. Opset 17 by default
+(`opsets.DEFAULT_OPSET`): LayerNormalization is there, every op here runs on onnxruntime
+builds of the last three years, and onnx2torch converts every op of it (the PyTorch runtime).
+Any opset from 17 to the newest the installed onnx defines can be asked for (`Graph(opset)`);
+the ops whose form changed between opsets (the axes of ReduceSum, ReduceMean, ReduceMax and
+Unsqueeze: an attribute, then an input) are emitted in the chosen opset's form
+(`Graph.reduce`, `Graph.unsqueeze`). GELU is written out (flax's tanh approximation) rather
+than as the opset-20 Gelu op, so that it is there at opset 17 and in the runtimes above.
 
 The registry keys are the flax classes, so this module imports flax (and with it JAX); the
 graphs themselves are built from numpy arrays, and the files need neither to run.
@@ -22,6 +27,7 @@ graphs themselves are built from numpy arrays, and the files need neither to run
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping
 
@@ -32,10 +38,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dex4d_jax import contract
+from dex4d_jax.deploy import policy as deploy_policy
+from dex4d_jax.export import opsets
 from dex4d_jax.networks import point_encoders, ppo, student
 
-OPSET = 18
-IR_VERSION = 8  # onnxruntime >= 1.14 reads it
+IR_VERSION = 8  # the oldest IR version written (onnxruntime >= 1.14 reads it); newer opsets
+# need a newer one (onnx.helper.find_min_ir_version_for)
+OPSET_KEY = deploy_policy.OPSET_KEY  # "dex4d.opset": the metadata entry recording the opset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +130,18 @@ def check_mirrors(init_fn: Callable[[], object]) -> list[type]:
 
 
 class Graph:
-    """A growing ONNX graph: constants, nodes and fresh names."""
+    """A growing ONNX graph of one opset: constants, nodes and fresh names.
 
-    def __init__(self):
+    Args:
+      opset: the ONNX opset of the default domain the nodes are written for (17 up to
+        `opsets.newest_opset()`).
+
+    Raises:
+      opsets.OpsetError: an opset the graph's ops cannot be written in.
+    """
+
+    def __init__(self, opset: int = opsets.DEFAULT_OPSET):  # noqa: D107
+        self.opset = opsets.check_opset(opset)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
@@ -144,6 +162,22 @@ class Graph:
         out = self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
+
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int = 0) -> str:
+        """ReduceSum, ReduceMean or ReduceMax of `x` over `axes`, in this opset's form.
+
+        The axes are an attribute before `opsets.AXES_INPUT_SINCE[op_type]` and an int64
+        input from that opset on.
+        """
+        if opsets.axes_as_input(op_type, self.opset):
+            return self.op(op_type, x, self.const(axes, dtype=np.int64), keepdims=keepdims)
+        return self.op(op_type, x, axes=list(axes), keepdims=keepdims)
+
+    def unsqueeze(self, x: str, axes: list[int]) -> str:
+        """Unsqueeze of `x` at `axes`, in this opset's form (as `reduce`)."""
+        if opsets.axes_as_input("Unsqueeze", self.opset):
+            return self.op("Unsqueeze", x, self.const(axes, dtype=np.int64))
+        return self.op("Unsqueeze", x, axes=list(axes))
 
     def output(self, value: str, name: str) -> None:
         """Gives `value` the graph-output name `name`."""
@@ -199,16 +233,15 @@ class Graph:
     def pool(self, features: str, pooling: str, mask_f: str | None, mask_b: str | None) -> str:
         """point_encoders.pool over axis 1 of [B, N, F]; `mask_f` [B, N, 1] float, `mask_b`
         [B, N, 1] bool (None: every point counts)."""
-        axes = self.const([1], dtype=np.int64)
         if mask_f is None:
-            mean = self.op("ReduceMean", features, axes, keepdims=0)
-            maximum = self.op("ReduceMax", features, axes, keepdims=0)
+            mean = self.reduce("ReduceMean", features, [1])
+            maximum = self.reduce("ReduceMax", features, [1])
         else:
-            count = self.op("ReduceSum", mask_f, axes, keepdims=0)  # [B, 1]
-            total = self.op("ReduceSum", self.op("Mul", features, mask_f), axes, keepdims=0)
+            count = self.reduce("ReduceSum", mask_f, [1])  # [B, 1]
+            total = self.reduce("ReduceSum", self.op("Mul", features, mask_f), [1])
             mean = self.op("Div", total, self.op("Max", count, self.const(1.0)))
             hidden_low = self.op("Where", mask_b, features, self.const(-np.inf))
-            maximum = self.op("ReduceMax", hidden_low, axes, keepdims=0)
+            maximum = self.reduce("ReduceMax", hidden_low, [1])
             any_visible = self.op("Greater", count, self.const(0.0))
             maximum = self.op("Where", any_visible, maximum, self.const(0.0))
         if pooling == "mean":
@@ -234,7 +267,7 @@ class Graph:
         """point_encoders.PointEncoder on paired points [B, N, 6]; `mask` [B, N] bool or None."""
         mask_b = mask_f = None
         if mask is not None:
-            mask_b = self.op("Unsqueeze", mask, self.const([-1], dtype=np.int64))
+            mask_b = self.unsqueeze(mask, [-1])
             mask_f = self.op("Cast", mask_b, to=TensorProto.FLOAT)
         if kind == "paired":
             return self.point_net(points, p["paired"], pooling, activation, mask_f, mask_b)
@@ -305,11 +338,19 @@ class Graph:
         return x
 
     def model(self, inputs: list, outputs: list, metadata: Mapping[str, str]) -> onnx.ModelProto:
-        """The checked ModelProto of this graph."""
+        """The checked ModelProto of this graph, its opset recorded in the metadata too.
+
+        The opset goes in the `OPSET_KEY` entry as well as the opset import; the IR version is
+        the oldest that holds the opset (at least IR_VERSION).
+
+        Raises:
+          onnx.checker.ValidationError: a node not valid in this opset (a bug here).
+        """
         graph = helper.make_graph(self.nodes, "dex4d_policy", inputs, outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="dex4d-jax")
-        model.ir_version = IR_VERSION
+        opset_id = helper.make_opsetid("", self.opset)
+        model = helper.make_model(graph, opset_imports=[opset_id], producer_name="dex4d-jax")
+        model.ir_version = max(IR_VERSION, helper.find_min_ir_version_for([opset_id]))
+        metadata = {**metadata, OPSET_KEY: json.dumps(self.opset)}
         for key, value in metadata.items():
             model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(value)))
         onnx.checker.check_model(model, full_check=True)
@@ -322,14 +363,19 @@ def _input(name: str, dtype, dims: list) -> onnx.ValueInfoProto:
 
 @mirrors(student.StudentNetwork)
 def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
-                  metadata: Mapping[str, str]) -> onnx.ModelProto:
+                  metadata: Mapping[str, str], opset: int = opsets.DEFAULT_OPSET
+                  ) -> onnx.ModelProto:
     """The student (networks/student.py StudentNetwork) as an ONNX model.
 
     Args:
       params: the network's parameters (`{"params": ...}` or the inner dict), numpy arrays.
       network: the run config's `network` section (width, num_layers, num_heads, arch, encoder).
       sizes: {"joint_pos", "joint_vel", "action", "points"}: input sizes.
-      metadata: key/value pairs stored in the file.
+      metadata: key/value pairs stored in the file (the opset is added, `OPSET_KEY`).
+      opset: the ONNX opset to write (opsets.MIN_OPSET to opsets.newest_opset()).
+
+    Raises:
+      opsets.OpsetError: an opset the graph cannot be written in.
 
     Inputs: joint_pos [B, Q], joint_vel [B, V], last_action [B, A] (float32), paired_points
     [B, P, 6] (float32), point_mask [B, P] (bool). Outputs: action [B, A] (clipped to [-1, 1],
@@ -338,7 +384,7 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
     p = params.get("params", params)
     q, v, a, n = sizes["joint_pos"], sizes["joint_vel"], sizes["action"], sizes["points"]
     width = int(network["width"])
-    g = Graph()
+    g = Graph(opset)
 
     point_feat = g.point_encoder("paired_points", p["points"], network["encoder"], "mean_max",
                                  "elu", "point_mask", n)
@@ -346,8 +392,7 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
               g.embed("joint_vel", v, p["embed_qvel"], width),
               g.embed("last_action", a, p["embed_action"], width),
               g.dense(point_feat, p["embed_points"])]
-    axis1 = g.const([1], dtype=np.int64)
-    x = g.op("Concat", *(g.op("Unsqueeze", t, axis1) for t in tokens), axis=1)  # [B, 4, W]
+    x = g.op("Concat", *(g.unsqueeze(t, [1]) for t in tokens), axis=1)  # [B, 4, W]
     if network["arch"] == "transformer":
         for i in range(int(network["num_layers"])):
             x = g.block(x, p[f"block_{i}"], int(network["num_heads"]))
@@ -376,14 +421,16 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
 
 @mirrors(ppo.PointPolicy)
 def teacher_model(params: Mapping, network: Mapping, obs_size: int, action_size: int,
-                  metadata: Mapping[str, str]) -> onnx.ModelProto:
+                  metadata: Mapping[str, str], opset: int = opsets.DEFAULT_OPSET
+                  ) -> onnx.ModelProto:
     """A teacher's deterministic policy (networks/ppo.py PointPolicy's mean) as an ONNX model.
 
     Input: observation [B, D] (the environment's policy observation, float32). Output: action
-    [B, A], the Gaussian's mean clipped to [-1, 1] (what the environment executes).
+    [B, A], the Gaussian's mean clipped to [-1, 1] (what the environment executes). `opset` as
+    for `student_model` (one range for both, though the teacher has no LayerNormalization).
     """
     p = params.get("params", params)
-    g = Graph()
+    g = Graph(opset)
     x = g.point_trunk("observation", p["trunk"], network, obs_size)
     action = g.op("Clip", g.dense(x, p["Dense_0"]), g.const(-1.0), g.const(1.0))
     g.output(action, "action")

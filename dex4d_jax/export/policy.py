@@ -11,7 +11,8 @@ action [B, A] in [-1, 1], next_joint_pos [B, Q], next_joint_vel [B, V]. Teacher 
 ("dex4d-teacher/1"): observation [B, D] -> action [B, A]. Metadata (JSON strings, keys
 `dex4d.*`): the contract, package version, environment (name and overrides), joint names
 in action order, action mapping, control frequency, number of points, the points' frame,
-input sizes, success threshold and hold steps, and the checkpoint it came from.
+input sizes, success threshold and hold steps, the checkpoint it came from, and the ONNX
+opset the graph is written in (`dex4d.opset`: 17 unless asked otherwise, see opsets.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import onnx
 
 from dex4d_jax import contract
-from dex4d_jax.export import onnx_graph
+from dex4d_jax.export import onnx_graph, opsets
 from dex4d_jax.student.policy import StudentInputs, make_policy, make_student
 from dex4d_jax.training import checkpoint, policies, run_dir
 
@@ -135,12 +136,16 @@ class LoadedPolicy:
         obs[:, : 6 * self.sizes["points"]] *= 0.1
         return {"observation": obs}
 
-    def onnx_model(self) -> onnx.ModelProto:
+    def onnx_model(self, opset: int = opsets.DEFAULT_OPSET) -> onnx.ModelProto:
         """The ONNX model of this policy, its metadata holding the environment's config.
+
+        Args:
+          opset: the ONNX opset to write (opsets.MIN_OPSET to opsets.newest_opset()).
 
         Raises:
           onnx_graph.MissingMirrorError: the network calls a flax module that has no ONNX
             mirror (checked on the network the run's config builds).
+          opsets.OpsetError: an opset the graph cannot be written in.
         """
         meta = contract.metadata(self.kind, self.config.env.name,
                                  self.env_settings, self.env.deploy_info,
@@ -153,13 +158,14 @@ class LoadedPolicy:
             inputs = random_student_inputs(self.sizes, 1).values()
             onnx_graph.check_mirrors(lambda: network.init(key, *inputs))
             return onnx_graph.student_model(params, self.config.network.to_dict(), self.sizes,
-                                            meta)
+                                            meta, opset)
         networks = policies.teacher_networks(self.config, self.env.observation_size,
                                              self.env.action_size)
         onnx_graph.check_mirrors(lambda: networks.policy_network.init(key))
         meta["dex4d.observation_key"] = self.obs_key
         return onnx_graph.teacher_model(params, self.config.network.to_dict(),
-                                        self.sizes["observation"], self.sizes["action"], meta)
+                                        self.sizes["observation"], self.sizes["action"], meta,
+                                        opset)
 
 
 class ExportMismatchError(RuntimeError):
@@ -175,7 +181,8 @@ def max_difference(session, policy: LoadedPolicy, batch: int, seed: int) -> floa
     return max(float(np.max(np.abs(got[k] - np.asarray(want[k])), initial=0.0)) for k in want)
 
 
-def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print) -> dict:
+def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print,
+                  opset: int = opsets.DEFAULT_OPSET) -> dict:
     """Exports the policy of a run or checkpoint folder to the ONNX file `out`.
 
     Args:
@@ -185,19 +192,32 @@ def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print) 
         it gives the input sizes, the student's input layout and what a deployment needs.
       tolerance: largest accepted |ONNX - JAX| on random inputs.
       log: where to print the summary.
+      opset: the ONNX opset to write (default 17, which onnxruntime and onnx2torch both run;
+        see opsets.py).
 
-    Returns {"contract", "step", "checkpoint", "max_difference", "out"}. Raises
-    ExportMismatchError (nothing written) when onnxruntime and JAX differ by more than
-    `tolerance` on random inputs at batch 1 and 33.
+    Returns {"contract", "step", "checkpoint", "max_difference", "out", "opset"}.
+
+    Raises:
+      ExportMismatchError: (nothing written) onnxruntime and JAX differ by more than
+        `tolerance` on random inputs at batch 1 and 33.
+      opsets.OpsetError: (nothing written) an opset the graph cannot be written in, or one
+        the installed onnxruntime cannot run.
     """
     import onnxruntime as ort  # noqa: PLC0415
 
+    opsets.check_opset(opset)
     policy = LoadedPolicy(path, env)
-    model = policy.onnx_model()
+    model = policy.onnx_model(opset)
     data = model.SerializeToString()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise opsets.OpsetError(
+            f"onnxruntime {ort.__version__} cannot run the opset-{opset} graph "
+            f"({' '.join(str(e).split())[:200]}); nothing was written. Export at a lower "
+            f"--opset (default {opsets.DEFAULT_OPSET}) or upgrade onnxruntime.") from e
     diff = max(max_difference(session, policy, batch, seed=batch) for batch in (1, 33))
     if not np.isfinite(diff) or diff > tolerance:
         raise ExportMismatchError(f"The ONNX graph differs from the JAX policy by {diff:.3g} "
@@ -215,9 +235,9 @@ def export_policy(path: str, out: str, env, tolerance: float = 1e-4, log=print) 
     os.replace(tmp, out)
     log(f"Exported the {policy.kind.split('/')[0].removeprefix('dex4d-')} of {policy.checkpoint} "
         f"(step {policy.step:,}) to {out} ({len(data) / 1e6:.1f} MB); ONNX vs JAX max "
-        f"difference {diff:.2g} on random inputs.")
+        f"difference {diff:.2g} on random inputs; ONNX opset {opset}.")
     return {"contract": policy.kind, "step": policy.step, "checkpoint": policy.checkpoint,
-            "max_difference": diff, "out": out}
+            "max_difference": diff, "out": out, "opset": opset}
 
 
 

@@ -18,10 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the ONNX file to write (its folder is created if missing); it "
                              "is written only after the graph has been checked against the "
                              "trained policy (see docs/deploy.md)")
+    # default None: opsets.DEFAULT_OPSET, resolved in run() (onnx is not imported for --help)
+    parser.add_argument("--opset", type=int, default=None, metavar="N",
+                        help="the ONNX opset to write, 17 or newer (default: 17, which runs in "
+                             "onnxruntime and, converted by onnx2torch, in PyTorch: `dex4d run "
+                             "--runtime torch`; newer opsets run in onnxruntime only)")
 
 
 def run(args, parser, argv) -> int:
     """Builds the policy's environment from its run, exports, prints what was written."""
+    from dex4d_jax.export import opsets  # noqa: PLC0415
+
+    opset = opsets.DEFAULT_OPSET if args.opset is None else args.opset
+    problem = opsets.opset_problem(opset)
+    if problem:
+        return error(f"--opset {opset}: {problem}")
     problem = output_problem(args.out, "--out", suffix=".onnx", create_missing=True)
     if problem:
         return error(problem)
@@ -44,8 +55,9 @@ def run(args, parser, argv) -> int:
                                   os.path.join(folder, run_dir.CONFIG_FILE))
         env = envs.from_run_config(config, evaluation=True)
         enable_compilation_cache()
-        policy.export_policy(args.policy, args.out, env)
+        policy.export_policy(args.policy, args.out, env, opset=opset)
     except (run_dir.RunDirError, SettingError, OSError, checkpoint.CheckpointError,
-            policy.ExportMismatchError, onnx_graph.MissingMirrorError) as err:
+            policy.ExportMismatchError, onnx_graph.MissingMirrorError,
+            opsets.OpsetError) as err:
         return error(" ".join(str(err).strip("'\"").split()))
     return 0

@@ -1,14 +1,15 @@
 """`dex4d run`: an exported student in closed loop along a 3D point track (dex4d_jax/deploy).
 
 No JAX on this path: the simulation is built from the policy file's own metadata. Every
-argument is checked before anything is loaded or simulated (`_argument_problem`).
+argument is checked before anything is loaded or simulated (`_argument_problem`). The policy
+runs in onnxruntime or, with `--runtime torch`, in PyTorch (the optional extra
+`pip install "dex4d-jax[torch]"`); the contract checks are the same for both.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 
 from dex4d_jax.experiments.commands.common import error, use_headless_gl
 
@@ -21,6 +22,10 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
                    help="the exported student (.onnx, written by `dex4d export`)")
     r.add_argument("--tracks", required=True, metavar="TRACKS.npz",
                    help="3D point track: points [T, N, 3] (world frame, metres), visible [T, N]")
+    r.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime",
+                   help="what runs the policy: onnxruntime, or PyTorch through onnx2torch "
+                        "(install it with: pip install \"dex4d-jax[torch]\"; the file must be "
+                        "exported at opset 17, the default) (default: onnxruntime)")
     r.add_argument("--robot", choices=("sim",), default="sim",
                    help="sim: simulated in MuJoCo (the object alone for ap2ap_wrench policies, "
                         "the xArm6 + LEAP hand for ap2ap ones); a real robot needs a driver, "
@@ -112,13 +117,19 @@ def run(args, parser, argv) -> int:
     import numpy as np  # noqa: PLC0415
 
     from dex4d_jax.deploy import sim_setup  # noqa: PLC0415
-    from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError  # noqa: PLC0415
+    from dex4d_jax.deploy.policy import (  # noqa: PLC0415
+        OnnxPolicy,
+        PolicyFileError,
+        RuntimeUnavailableError,
+    )
     from dex4d_jax.tracks import formats  # noqa: PLC0415
 
     index, half, _ = _parse_object(args.object)
     try:
-        policy = OnnxPolicy(args.onnx)
+        policy = OnnxPolicy(args.onnx, runtime=args.runtime)
         track = formats.load_tracks3d(args.tracks)
+    except RuntimeUnavailableError as err:
+        return error(f"--runtime {args.runtime}: {_one_line(err)}")
     except (PolicyFileError, FileNotFoundError, formats.FormatError) as err:
         return error(_one_line(err))
     except OSError as err:  # a folder, no permission
