@@ -37,6 +37,8 @@ STUDENT_OUTPUTS = ("action", "next_joint_pos", "next_joint_vel")
 TEACHER_INPUTS = ("observation",)
 TEACHER_OUTPUTS = ("action",)
 PREFIX = "dex4d."
+# The ONNX opset the graph is written in (docs/deploy.md, "Runtimes and opset").
+OPSET_KEY = PREFIX + "opset"
 
 # What each known environment implies: input sizes (joint_pos Q, joint_vel V, action A) and
 # the action mapping's kind. A file naming another environment is checked for what every
@@ -158,6 +160,9 @@ class PolicyInfo:
       checkpoint, step: where the parameters came from.
       env_config: the environment's config after overrides (a plain dict), or None in files
         exported before it was stored.
+      opset: the ONNX opset (default domain) the graph is written in (`OPSET_KEY`, written by
+        the export); None in files exported before the entry was written, where the deploy
+        runtime reads it from the graph's opset import.
     """
 
     contract: str
@@ -175,6 +180,7 @@ class PolicyInfo:
     checkpoint: str
     step: int
     env_config: dict | None = None
+    opset: int | None = None
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str], path: str) -> PolicyInfo:
@@ -196,6 +202,7 @@ class PolicyInfo:
                 else f"contract {contract!r}"
             raise PolicyFileError(f"{path} is {what}; the deploy runtime runs students "
                                   f"({STUDENT_CONTRACT}).")
+        opset = _opset_entry(meta, path)
         try:
             get = {k.removeprefix(PREFIX): v for k, v in meta.items()}
             info = cls(
@@ -211,7 +218,8 @@ class PolicyInfo:
                 success_threshold=float(json.loads(get["success_threshold"])),
                 hold_steps=int(json.loads(get["hold_steps"])),
                 checkpoint=get["checkpoint"], step=int(json.loads(get["step"])),
-                env_config=(json.loads(get["env_config"]) if "env_config" in get else None))
+                env_config=(json.loads(get["env_config"]) if "env_config" in get else None),
+                opset=opset)
         except (KeyError, ValueError, TypeError) as e:
             raise PolicyFileError(f"{path} has incomplete or malformed dex4d metadata ({e!r}); "
                                   "re-export it with `dex4d export`.") from e
@@ -238,6 +246,24 @@ class PolicyInfo:
         if problem:
             raise PolicyFileError(f"{path} has inconsistent dex4d metadata: {problem}; "
                                   f"{_REEXPORT}.")
+
+
+def _opset_entry(meta: Mapping[str, str], path: str) -> int | None:
+    """The `OPSET_KEY` entry as a whole number >= 1, or None where the file has none.
+
+    Raises:
+      PolicyFileError: an entry that is not a whole number >= 1.
+    """
+    if OPSET_KEY not in meta:
+        return None
+    try:
+        opset = json.loads(meta[OPSET_KEY])
+    except ValueError:
+        opset = None
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
+        raise PolicyFileError(f"{path} has a malformed {OPSET_KEY} entry ({meta[OPSET_KEY]!r}, "
+                              f"not a whole number >= 1); {_REEXPORT}.")
+    return opset
 
 
 def _positive(value) -> bool:

@@ -19,9 +19,7 @@ before the runtime sees them. Neither runtime imports JAX.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -34,7 +32,6 @@ __all__ = ["RUNTIMES", "OnnxPolicy", "PolicyFileError", "PolicyInfo", "PolicyInp
            "RuntimeUnavailableError"]
 
 RUNTIMES = ("onnxruntime", "torch")
-OPSET_KEY = "dex4d.opset"  # written by dex4d_jax.export.onnx_graph (the same key)
 
 
 class PolicyInputError(ValueError):
@@ -45,46 +42,8 @@ class RuntimeUnavailableError(ImportError):
     """The chosen runtime's packages are not installed; the message says how to install them."""
 
 
-@dataclasses.dataclass(frozen=True)
-class PolicyInfo(contract.PolicyInfo):
-    """The metadata an exported student carries (`contract.PolicyInfo`), and its ONNX opset.
-
-    Attributes:
-      opset: the ONNX opset (default domain) the graph is written in: the `dex4d.opset`
-        entry, which must agree with the graph's own opset import; for files exported before
-        the entry was written, the graph's opset import (`OnnxPolicy` fills it in). None only
-        from `from_metadata` on such a file.
-    """
-
-    opset: int | None = None
-
-    @classmethod
-    def from_metadata(cls, meta: Mapping[str, str], path: str) -> PolicyInfo:
-        """Parses and checks a file's `dex4d.*` metadata, `dex4d.opset` included.
-
-        `contract.PolicyInfo.from_metadata` checks every other entry; `opset` stays None in
-        files exported before the entry was written.
-
-        Args:
-          meta: the ONNX model's metadata_props as a dict.
-          path: the file, for error messages.
-
-        Raises:
-          PolicyFileError: as `contract.PolicyInfo.from_metadata`, or a `dex4d.opset` entry
-            that is not a whole number >= 1.
-        """
-        info = super().from_metadata(meta, path)
-        if OPSET_KEY not in meta:
-            return info
-        try:
-            opset = json.loads(meta[OPSET_KEY])
-        except ValueError:
-            opset = None
-        if isinstance(opset, bool) or not isinstance(opset, int) or opset < 1:
-            raise PolicyFileError(f"{path} has a malformed {OPSET_KEY} entry "
-                                  f"({meta[OPSET_KEY]!r}, not a whole number >= 1); re-export "
-                                  "it with `dex4d export`.")
-        return dataclasses.replace(info, opset=opset)
+# The metadata an exported student carries, its opset included (dex4d_jax/contract.py).
+PolicyInfo = contract.PolicyInfo
 
 
 class Backend(Protocol):
@@ -191,9 +150,9 @@ class OnnxPolicy:
         if info.opset is None:
             info = dataclasses.replace(info, opset=graph_opset)
         elif info.opset != graph_opset:
-            raise PolicyFileError(f"{path}: its metadata ({OPSET_KEY}) says opset {info.opset} "
-                                  f"but the graph imports opset {graph_opset}; re-export it with "
-                                  "`dex4d export`.")
+            raise PolicyFileError(f"{path}: its metadata ({contract.OPSET_KEY}) says opset "
+                                  f"{info.opset} but the graph imports opset {graph_opset}; "
+                                  "re-export it with `dex4d export`.")
         self.info = info
         inputs = _shapes(model.graph.input)
         contract.check_student_io(tuple(inputs), tuple(o.name for o in model.graph.output),

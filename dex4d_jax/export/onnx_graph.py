@@ -38,13 +38,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dex4d_jax import contract
-from dex4d_jax.deploy import policy as deploy_policy
 from dex4d_jax.export import opsets
 from dex4d_jax.networks import point_encoders, ppo, student
 
 IR_VERSION = 8  # the oldest IR version written (onnxruntime >= 1.14 reads it); newer opsets
 # need a newer one (onnx.helper.find_min_ir_version_for)
-OPSET_KEY = deploy_policy.OPSET_KEY  # "dex4d.opset": the metadata entry recording the opset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,8 +338,8 @@ class Graph:
     def model(self, inputs: list, outputs: list, metadata: Mapping[str, str]) -> onnx.ModelProto:
         """The checked ModelProto of this graph, its opset recorded in the metadata too.
 
-        The opset goes in the `OPSET_KEY` entry as well as the opset import; the IR version is
-        the oldest that holds the opset (at least IR_VERSION).
+        The opset goes in the `contract.OPSET_KEY` entry as well as the opset import; the IR
+        version is the oldest that holds the opset (at least IR_VERSION).
 
         Raises:
           onnx.checker.ValidationError: a node not valid in this opset (a bug here).
@@ -350,7 +348,7 @@ class Graph:
         opset_id = helper.make_opsetid("", self.opset)
         model = helper.make_model(graph, opset_imports=[opset_id], producer_name="dex4d-jax")
         model.ir_version = max(IR_VERSION, helper.find_min_ir_version_for([opset_id]))
-        metadata = {**metadata, OPSET_KEY: json.dumps(self.opset)}
+        metadata = {**metadata, contract.OPSET_KEY: json.dumps(self.opset)}
         for key, value in metadata.items():
             model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=str(value)))
         onnx.checker.check_model(model, full_check=True)
@@ -371,7 +369,7 @@ def student_model(params: Mapping, network: Mapping, sizes: Mapping[str, int],
       params: the network's parameters (`{"params": ...}` or the inner dict), numpy arrays.
       network: the run config's `network` section (width, num_layers, num_heads, arch, encoder).
       sizes: {"joint_pos", "joint_vel", "action", "points"}: input sizes.
-      metadata: key/value pairs stored in the file (the opset is added, `OPSET_KEY`).
+      metadata: key/value pairs stored in the file (the opset is added, `contract.OPSET_KEY`).
       opset: the ONNX opset to write (opsets.MIN_OPSET to opsets.newest_opset()).
 
     Raises:
