@@ -23,6 +23,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 # Longest first (seconds on a 2-core machine, docs/benchmarks.md "Test suite"); files not
 # listed follow in their usual order.
 LONGEST_FIRST = ("test_learning.py", "test_gpu_check.py", "test_distributed.py", "test_dagger.py",
+                 "test_notebooks.py",
                  "test_ap2ap.py", "test_ap2ap_training.py",
                  "test_resume.py", "test_robot_scene.py", "test_deploy.py", "test_env.py",
                  "test_contacts.py", "test_export.py")
