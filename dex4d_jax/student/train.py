@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 from ml_collections import config_dict
@@ -49,7 +50,8 @@ def bind_teacher(config: config_dict.ConfigDict, teacher: str, env_name: str
 
 def train_student(config: config_dict.ConfigDict | None, out_dir: str, env, eval_env,
                   resume: bool = False, progress: bool = True,
-                  log: Callable[[str], None] = print, max_devices: int | None = None) -> dict:
+                  log: Callable[[str], None] = print, max_devices: int | None = None,
+                  policy_params_fn: Callable[[int, int, Any], Any] | None = None) -> dict:
     """Distils (or resumes distilling) a teacher into a student; evaluates both.
 
     Args:
@@ -62,6 +64,11 @@ def train_student(config: config_dict.ConfigDict | None, out_dir: str, env, eval
       progress: show a progress bar.
       log: where to print messages.
       max_devices: use at most this many local devices.
+      policy_params_fn: called after each evaluation during training (on process 0) as
+        `policy_params_fn(evaluation, step, params)`: `evaluation` numbers the evaluations
+        from 0 at step 0 (a resumed run numbers them as the uninterrupted one), `params` are
+        the student's network parameters (`StudentPolicy`). Training videos
+        (`viz.render.TrainingVideos`); it must not change what it is given.
 
     Returns:
       The final evaluation (also in `out_dir/eval.json`): "student" and "teacher" results on
@@ -107,7 +114,11 @@ def train_student(config: config_dict.ConfigDict | None, out_dir: str, env, eval
                                        seed, batch_size=config.dagger.num_eval_envs)
 
         def evaluate_state(state):
-            return run_eval(state, config.dagger.num_eval_envs, config.eval.seed + 1).as_dict()
+            result = run_eval(state, config.dagger.num_eval_envs, config.eval.seed + 1).as_dict()
+            if policy_params_fn is not None:
+                policy_params_fn(state.env_steps // schedule.steps_per_epoch, state.env_steps,
+                                 state.training.params)
+            return result
 
         def on_diverged(step, metrics):
             return loop.diverged_message(

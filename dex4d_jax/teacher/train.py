@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 from ml_collections import config_dict
@@ -32,7 +33,9 @@ def _advice(out_dir: str) -> str:
 def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval_env,
                   resume: bool = False, progress: bool = True,
                   log: Callable[[str], None] = print,
-                  init_from: str | None = None) -> evaluation.EvalResult:
+                  init_from: str | None = None,
+                  policy_params_fn: Callable[[int, int, Any], Any] | None = None
+                  ) -> evaluation.EvalResult:
     """Trains (or resumes) a teacher, checkpointing into `out_dir`, and evaluates it.
 
     Args:
@@ -48,6 +51,12 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval
       log: where to print messages.
       init_from: a run or checkpoint folder whose parameters and normaliser start this (new)
         run, with a fresh optimizer at step 0; recorded in config.json as `init_from`.
+      policy_params_fn: called after each evaluation during training (on process 0) as
+        `policy_params_fn(evaluation, step, params)`: `evaluation` numbers the evaluations
+        from 0 at step 0 (a resumed run numbers them as the uninterrupted one), `params` are
+        the inference parameters (normaliser, policy, value) of
+        `policies.deterministic_policy`. Training videos (`viz.render.TrainingVideos`); it
+        must not change what it is given.
 
     Returns:
       The final evaluation, also written to `out_dir/eval.json`.
@@ -110,8 +119,12 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval
                                        batch_size=ppo_cfg.num_eval_envs)
 
         def evaluate_params(state):
-            return run_eval(algo.inference_params(state), ppo_cfg.num_eval_envs,
-                            config.eval.seed + 1).as_dict()
+            params = algo.inference_params(state)
+            result = run_eval(params, ppo_cfg.num_eval_envs, config.eval.seed + 1).as_dict()
+            if policy_params_fn is not None:
+                policy_params_fn(state.env_steps // schedule.steps_per_epoch, state.env_steps,
+                                 params)
+            return result
 
         def on_diverged(step, metrics):
             return loop.diverged_message("Training", out_dir, step, metrics, _advice(out_dir))

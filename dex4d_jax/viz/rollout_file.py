@@ -147,6 +147,11 @@ def save(path: str | os.PathLike, rollout: Rollout) -> None:
             np.savez_compressed(f, env=np.array(rollout.env), model_xml=np.array(rollout.model_xml),
                                 dt=np.array(rollout.dt),
                                 **{key: getattr(rollout, key) for key in _ARRAYS})
+        # mkstemp makes the file 0600; a rollout file is for others too (0644 under the usual
+        # umask), as any file the user writes.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

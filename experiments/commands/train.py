@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error, start_distributed
+from dex4d_jax.experiments.commands.common import (
+    enable_compilation_cache,
+    error,
+    start_distributed,
+    use_headless_gl,
+)
 
 from dex4d_jax.outputs import output_problem
 
@@ -17,10 +22,18 @@ STUDENT_SHORTHANDS = {"arch": "network.arch", "encoder": "network.encoder",
                       "steps": "dagger.num_timesteps"}
 _SET_HELP = ("change any config field, e.g. --set {example}; repeat for several (the keys are "
              "those of the run's config.json)")
+_VIDEO_HELP = ("every N-th evaluation (the one at step 0 first) writes a video of one evaluation "
+               "episode, RUN/videos/eval_<step>.mp4 (320x240, points drawn; "
+               "dex4d_jax/viz/video.py), and its rollout file eval_<step>.npz; training computes "
+               "the same with or without it; also with --resume (default: no videos)")
+# Flags a resume takes as given (the others come from the run's saved config).
+_RESUME_FLAGS = ("--out", "--resume", "--no-progress", "--video-every")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train teacher` and `train student` subcommands."""
+    # --video-every renders offscreen; MuJoCo picks its GL backend when first imported (below).
+    use_headless_gl()
     from dex4d_jax.envs import ALL_ENVS  # noqa: PLC0415
     from dex4d_jax.experiments.configs import student, teacher  # noqa: PLC0415
 
@@ -59,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    metavar="SECTION.KEY=VALUE",
                    help=_SET_HELP.format(example="env.first_goal_max_angle=0.5"))
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--video-every", type=int, default=None, metavar="N", help=_VIDEO_HELP)
 
     s = sub.add_parser("student", help="distil a teacher into the masked-point student "
                                        "with DAgger")
@@ -93,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    metavar="SECTION.KEY=VALUE",
                    help=_SET_HELP.format(example="dagger.learning_rate=3e-4"))
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--video-every", type=int, default=None, metavar="N", help=_VIDEO_HELP)
 
 
 def _settings(args, shorthands: dict) -> dict:
@@ -105,9 +120,8 @@ def _settings(args, shorthands: dict) -> dict:
 
 
 def _ignored_on_resume(argv: list[str]) -> None:
-    """Says which given flags a resume ignores (all but --out, --resume, --no-progress)."""
-    used = [a for a in argv if a.startswith("--")
-            and a.split("=")[0] not in ("--out", "--resume", "--no-progress")]
+    """Says which given flags a resume ignores (all but _RESUME_FLAGS)."""
+    used = [a for a in argv if a.startswith("--") and a.split("=")[0] not in _RESUME_FLAGS]
     if used:
         print(f"--resume continues with the run's saved config; ignoring {' '.join(used)}.")
 
@@ -162,12 +176,28 @@ def _teacher_config(args, parser):
     return configs.validate(configs.apply_settings(config, _settings(args, TEACHER_SHORTHANDS)))
 
 
+def _videos(args, config, eval_env):
+    """The `policy_params_fn` of --video-every (viz.render.TrainingVideos), or None (also on
+    the processes of a multi-process job but the first, which alone evaluates)."""
+    import jax  # noqa: PLC0415
+
+    if args.video_every is None or jax.process_index() != 0:
+        return None
+    from dex4d_jax.viz import render  # noqa: PLC0415
+
+    return render.TrainingVideos(eval_env, config.env.name, config, args.out, args.video_every,
+                                 seed=int(config.eval.seed))
+
+
 def _train(args, argv: list[str], new_config, train):
     """The flow both trainers share: the config (saved one on --resume, else `new_config()`)
     and the environments checked and built before anything is created or compiled, then
-    `train(config, env, eval_env)`; bad input is one line and exit 2. Returns (code, result).
-    With DEX4D_COORDINATOR, DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID set, this process first
-    joins that multi-process job (common.start_distributed)."""
+    `train(config, env, eval_env, videos)` (videos: the --video-every callback or None); bad
+    input is one line and exit 2. Returns (code, result). With DEX4D_COORDINATOR,
+    DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID set, this process first joins that
+    multi-process job (common.start_distributed)."""
+    if args.video_every is not None and args.video_every < 1:
+        return error(f"--video-every must be at least 1, got {args.video_every}"), None
     problem = start_distributed()
     if problem:
         return error(problem), None
@@ -175,13 +205,14 @@ def _train(args, argv: list[str], new_config, train):
     try:
         if args.resume:
             _ignored_on_resume(argv)
-            env, eval_env = _envs(_saved_config(args.out))
+            saved = _saved_config(args.out)
+            env, eval_env = _envs(saved)
         else:
             _check_out(args.out)
-            config = new_config()
+            config = saved = new_config()
             env, eval_env = _envs(config)
         enable_compilation_cache()
-        return 0, train(config, env, eval_env)
+        return 0, train(config, env, eval_env, _videos(args, saved, eval_env))
     except _user_errors() as err:
         return error(_one_line(err)), None
 
@@ -192,9 +223,10 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
     if args.resume and args.init_from:
         parser.error("--init-from starts a new run; it cannot be combined with --resume")
     code, result = _train(args, argv, lambda: _teacher_config(args, parser),
-                          lambda config, env, eval_env: train.train_teacher(
+                          lambda config, env, eval_env, videos: train.train_teacher(
                               config, args.out, env, eval_env, resume=args.resume,
-                              progress=not args.no_progress, init_from=args.init_from))
+                              progress=not args.no_progress, init_from=args.init_from,
+                              policy_params_fn=videos))
     if code:
         return code
     print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
@@ -240,9 +272,9 @@ def _train_student(args, parser, argv: list[str]) -> int:
     from dex4d_jax.student import train  # noqa: PLC0415
 
     code, result = _train(args, argv, lambda: _student_config(args, parser),
-                          lambda config, env, eval_env: train.train_student(
+                          lambda config, env, eval_env, videos: train.train_student(
                               config, args.out, env, eval_env, resume=args.resume,
-                              progress=not args.no_progress))
+                              progress=not args.no_progress, policy_params_fn=videos))
     if code:
         return code
     s, t = result["student"], result["teacher"]
