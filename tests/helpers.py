@@ -190,3 +190,18 @@ def benchmark_setup(suite, env_name: str, env_config):
     config, kwargs = rollout.env_arguments(suite, env_name, env_config)
     env = envs.build(env_name, config, init_kwargs=kwargs)
     return rollout.make_setup(suite, env_name, env, env_config)
+
+
+def robot_student_metadata(sizes: dict) -> dict:
+    """The `dex4d.*` metadata of a 22-joint ap2ap student, from the robot's facts alone
+    (ap2ap's deploy_info without building the environment and its object library)."""
+    from dex4d_jax import contract, envs, robot, scene_models  # noqa: PLC0415
+
+    ranges = robot.joint_ranges(scene_models.robot_scene_spec().compile())
+    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
+            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
+                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
+                               "joint_high": ranges[:, 1].tolist()},
+            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
+    return contract.metadata(contract.STUDENT_CONTRACT, "ap2ap", {}, info, sizes,
+                             envs.get_default_config("ap2ap").to_dict())

@@ -11,17 +11,17 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from dex4d_jax.envs import get_default_config, load
+from dex4d_jax.envs import load
 
 import dex4d_jax.deploy
-from dex4d_jax import contract, robot, scene_models, sim2sim
+from dex4d_jax import contract, robot, sim2sim
 from dex4d_jax.deploy import runtime, sim, sim_setup
 from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.tracks import formats
-from tests.helpers import assert_one_error_line, folder_files, run_cli
+from tests.helpers import assert_one_error_line, folder_files, robot_student_metadata, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,15 +56,9 @@ def robot_policy(tmp_path_factory):
     net = StudentNetwork(action_size=22, width=32, num_layers=1, num_heads=4,
                          point_hidden=(32, 32))
     params = net.init(jax.random.PRNGKey(0), *export.random_student_inputs(sizes, 1).values())
-    ranges = robot.joint_ranges(scene_models.robot_scene_spec().compile())
-    # ap2ap's deploy_info without building the environment (its object library).
-    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
-            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
-                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
-                               "joint_high": ranges[:, 1].tolist()},
-            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
-    meta = contract.metadata(contract.STUDENT_CONTRACT, "ap2ap", {}, info, sizes,
-                             get_default_config("ap2ap").to_dict())
+    meta = robot_student_metadata(sizes)
+    mapping = json.loads(meta["dex4d.action_mapping"])
+    ranges = np.column_stack([mapping["joint_low"], mapping["joint_high"]])  # [22, 2] rad
     model = onnx_graph.student_model(jax.tree_util.tree_map(np.asarray, params),
                                      {"width": 32, "num_layers": 1, "num_heads": 4,
                                       "arch": "transformer", "encoder": "paired"}, sizes, meta)

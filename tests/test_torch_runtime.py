@@ -19,15 +19,15 @@ import numpy as np
 import onnx
 import pytest
 from dex4d_jax.experiments.configs import student as student_config
+from helpers import assert_one_error_line, robot_student_metadata, run_cli
 
-from dex4d_jax import contract, envs, robot, scene_models
+from dex4d_jax import contract, envs
 from dex4d_jax.deploy import policy as deploy
 from dex4d_jax.export import onnx_graph, opsets
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.student.policy import make_student
 from dex4d_jax.tracks import formats
-from tests.helpers import assert_one_error_line, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRENCH_SIZES = {"joint_pos": 0, "joint_vel": 6, "action": 6, "points": 64}
@@ -98,14 +98,7 @@ def robot_parts():
     """The 22-joint (ap2ap) student: (network, its config section, params, metadata of the
     xArm6 + LEAP hand)."""
     net, network, params = _random_student(22, ROBOT_SIZES)
-    ranges = robot.joint_ranges(scene_models.robot_scene_spec().compile())
-    info = {"joint_names": robot.JOINT_NAMES, "control_frequency_hz": 30.0,
-            "action_mapping": {"kind": "arm_delta_hand_absolute", "num_arm": 6,
-                               "arm_step": 10 / 60, "joint_low": ranges[:, 0].tolist(),
-                               "joint_high": ranges[:, 1].tolist()},
-            "points_origin_in_world": [0, 0, 0.6], "success_threshold": 0.05, "hold_steps": 30}
-    meta = contract.metadata(contract.STUDENT_CONTRACT, "ap2ap", {}, info, ROBOT_SIZES,
-                             envs.get_default_config("ap2ap").to_dict())
+    meta = robot_student_metadata(ROBOT_SIZES)
     return net, network, params, meta
 
 

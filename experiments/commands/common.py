@@ -12,6 +12,35 @@ import os
 import sys
 
 
+class CommandProblem(Exception):
+    """A one-line reason for a command to stop; the command prints it with `error`."""
+
+
+def read_run_env(path: str, env_name: str):
+    """(run config, evaluation environment config) of the run folder or checkpoint `path`,
+    checked against the environment `env_name` the command was asked to use.
+
+    Raises:
+      CommandProblem: the run's environment is not `env_name`.
+      FileNotFoundError, ValueError: no checkpoint, or a config that does not validate
+        (`run_dir.resolve_checkpoint`, `configs.validate`); the caller words them.
+    """
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+
+    from dex4d_jax import envs  # noqa: PLC0415
+    from dex4d_jax.training import run_dir  # noqa: PLC0415
+
+    _, ckpt = run_dir.resolve_checkpoint(path)
+    folder = run_dir.run_of(ckpt)
+    config = configs.validate(run_dir.read_run_config(folder),
+                              os.path.join(folder, run_dir.CONFIG_FILE))
+    name, env_config = envs.run_env_settings(config, evaluation=True)
+    if name != env_name:
+        raise CommandProblem(f"{path} was trained on {name}, not {env_name}: its points, joints "
+                             f"and actions do not fit --env {env_name}")
+    return config, env_config
+
+
 def error(message: str) -> int:
     """Prints `dex4d: error: MESSAGE` to stderr; returns the usage-error exit code 2."""
     print(f"dex4d: error: {message}", file=sys.stderr)

@@ -13,7 +13,12 @@ import argparse
 import os
 import time
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error
+from dex4d_jax.experiments.commands.common import (
+    CommandProblem,
+    enable_compilation_cache,
+    error,
+    read_run_env,
+)
 
 METHODS = ("policy", "novaflow", "novaflow-cl")
 _ABLATION_LABELS = (
@@ -46,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default runs/eval_ENV)")
 
 
-class _Problem(Exception):
-    """A one-line reason to stop before any rollout."""
+_Problem = CommandProblem  # a one-line reason to stop before any rollout
 
 
 def _label(config, path: str, kind: str) -> str:
@@ -61,10 +65,8 @@ def _label(config, path: str, kind: str) -> str:
 def _read_policy(path: str, env_name: str):
     """(kind, env config, run config or None, onnx policy or None) of --policy, checked
     against --env before anything is built."""
-    from dex4d_jax.experiments import configs  # noqa: PLC0415
 
     from dex4d_jax import envs  # noqa: PLC0415
-    from dex4d_jax.training import run_dir  # noqa: PLC0415
 
     if not os.path.exists(path):
         raise _Problem(f"--policy {path} does not exist")
@@ -82,14 +84,7 @@ def _read_policy(path: str, env_name: str):
         if info.env_config:
             env_config.update(info.env_config)
         return "ONNX student", env_config, None, onnx_policy
-    _, ckpt = run_dir.resolve_checkpoint(path)
-    folder = run_dir.run_of(ckpt)
-    config = configs.validate(run_dir.read_run_config(folder),
-                              os.path.join(folder, run_dir.CONFIG_FILE))
-    name, env_config = envs.run_env_settings(config, evaluation=True)
-    if name != env_name:
-        raise _Problem(f"{path} was trained on {name}, not {env_name}: its points, joints and "
-                       f"actions do not fit --env {env_name}")
+    config, env_config = read_run_env(path, env_name)
     kind = "student" if "dagger" in config else "teacher, privileged"
     return kind, env_config, config, None
 

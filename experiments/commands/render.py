@@ -17,7 +17,13 @@ import os
 import threading
 import time
 
-from dex4d_jax.experiments.commands.common import enable_compilation_cache, error, use_headless_gl
+from dex4d_jax.experiments.commands.common import (
+    CommandProblem,
+    enable_compilation_cache,
+    error,
+    read_run_env,
+    use_headless_gl,
+)
 
 from dex4d_jax.outputs import output_problem
 
@@ -48,31 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "object set (default: the first episode's draw)")
 
 
-class _Problem(Exception):
-    """A one-line reason to stop."""
+_Problem = CommandProblem
 
 
 def _read_run(path: str, env_name: str):
     """(run config, environment config) of --policy, checked against --env."""
-    from dex4d_jax.experiments import configs  # noqa: PLC0415
-
-    from dex4d_jax import envs  # noqa: PLC0415
-    from dex4d_jax.training import run_dir  # noqa: PLC0415
-
     if not os.path.exists(path):
         raise _Problem(f"--policy {path} does not exist")
     if os.path.isfile(path):
         raise _Problem(f"--policy {path} is a file; give a teacher or student run folder (an "
                        "ONNX student cannot run inside the jitted rollout)")
-    _, ckpt = run_dir.resolve_checkpoint(path)
-    folder = run_dir.run_of(ckpt)
-    config = configs.validate(run_dir.read_run_config(folder),
-                              os.path.join(folder, run_dir.CONFIG_FILE))
-    name, env_config = envs.run_env_settings(config, evaluation=True)
-    if name != env_name:
-        raise _Problem(f"{path} was trained on {name}, not {env_name}: its points, joints and "
-                       f"actions do not fit --env {env_name}")
-    return config, env_config
+    return read_run_env(path, env_name)
 
 
 def _check_arguments(args) -> tuple[int, int]:
