@@ -22,6 +22,7 @@ and the true (noise-free, all-point) distance to the current waypoint at the end
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -155,7 +156,8 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
     `policy_fn`, when given, replaces the jitted controller call by a host call
     `(Observation on the device) -> action [B, A]`: for policies that do not run in JAX (an ONNX
     student on onnxruntime); the environment's steps stay jitted. `progress(step, length)` is
-    called on the host every `progress_every` control steps (from inside the jitted scan).
+    called on the host every `progress_every` control steps and at the end (between jitted
+    chunks of the episode).
     """
     env = setup.env
     noise = float(suite.point_noise)
@@ -248,33 +250,45 @@ def make_rollout(setup: Setup, suite: tasks_lib.Suite, controller: Controller,
 
     length = setup.episode_length
 
-    def report(step):
-        progress(int(step), length)
-
     if policy_fn is None:
+        # The episode runs in chunks of `progress_every` steps, one compiled program reused for
+        # each (the step number is an argument), and progress is reported between them. A host
+        # callback inside the scan would report the same, but JAX does not keep a program with
+        # one in its persistent compile cache: every `dex4d eval` would compile again.
+        chunk = min(max(1, progress_every), length) if progress is not None else length
+
         @jax.jit
-        def rollout(params, trials, keys):
+        def begin(params, trials, keys):
             carry, obs = start(trials, keys)
+            return carry, obs, controller.init(params, obs, policy_keys(keys))
+
+        @functools.partial(jax.jit, static_argnames="steps")
+        def advance(params, trials, keys, c, t0, steps):
             pkeys = policy_keys(keys)
-            ccarry = controller.init(params, obs, pkeys)
 
             def body(c, t):
                 carry, obs, ccarry = c
                 step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(pkeys, t)
                 action, ccarry = controller.act(params, obs, ccarry, step_keys)
                 carry, obs = step_env(carry, action, trials, t + 1, keys)
-                if progress is not None:
-                    jax.lax.cond((t + 1) % progress_every == 0,
-                                 lambda: jax.debug.callback(report, t + 1), lambda: None)
                 return (carry, obs, ccarry), None
 
-            (carry, _, _), _ = jax.lax.scan(body, (carry, obs, ccarry),
-                                            jnp.arange(length, dtype=jnp.int32))
-            return finish(carry, trials)
+            c, _ = jax.lax.scan(body, c, t0 + jnp.arange(steps, dtype=jnp.int32))
+            return c
+
+        end = jax.jit(finish)
 
         def run(params, trials, seed):
             keys = trial_keys(trials, seed)
-            out = jax.device_get(rollout(params, _as_jax(trials), keys))
+            jtrials = _as_jax(trials)
+            c = begin(params, jtrials, keys)
+            for t0 in range(0, length, chunk):
+                steps = min(chunk, length - t0)
+                c = advance(params, jtrials, keys, c, jnp.int32(t0), steps)
+                if progress is not None:
+                    jax.block_until_ready(c)
+                    progress(t0 + steps, length)
+            out = jax.device_get(end(c[0], jtrials))
             return Outputs(*[np.asarray(x) for x in out])
         return run
 
