@@ -34,10 +34,21 @@ def runs(tmp_path):
 
 def test_series_picks_the_first_key_a_run_has_and_drops_non_finite(runs):
     teacher, student = (plots.read_metrics(r) for r in runs)
-    keys = plots.DEFAULT_PANELS["loss (PPO total / DAgger action)"]
+    keys = ("training/total_loss", "training/loss/action")
     assert plots.series(teacher, keys) == ("training/total_loss", [1000], [3.0])
     assert plots.series(student, keys) == ("training/loss/action", [500], [0.2])
     assert plots.series(student, ("nothing",)) == (None, [], [])
+
+
+def test_default_panels_are_those_some_run_has(runs, tmp_path):
+    """A teacher alone gets no DAgger panel; a teacher and a student get both losses, apart."""
+    teacher, student = runs
+    notes = plots.plot_runs({teacher: plots.read_metrics(teacher)}, str(tmp_path / "t.png"))
+    assert notes == []
+    notes = plots.plot_runs({r: plots.read_metrics(r) for r in runs}, str(tmp_path / "b.png"))
+    assert notes == ["student: no training/total_loss; left out of 'PPO total loss (teacher)'",
+                     "paired: no training/loss/action; left out of "
+                     "'DAgger action loss (student, Eq. 3)'"]
 
 
 def test_cli_draws_every_run(runs, tmp_path, capsys):

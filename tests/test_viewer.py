@@ -396,7 +396,7 @@ def test_the_command_serves_until_ctrl_c(files):
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read(2000).lower()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
+        out, err = process.communicate(timeout=60)  # a deadline: shutting down is quick when idle
     finally:
         if process.poll() is None:
             process.kill()

@@ -137,6 +137,9 @@ class OnnxPolicy:
     def __init__(self, path: str, num_threads: int = 1, runtime: str = "onnxruntime"):  # noqa: D107
         if runtime not in RUNTIMES:
             raise ValueError(f"Unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+        if os.path.isdir(path):
+            raise PolicyFileError(f"{path} is a folder; give the .onnx file that `dex4d export "
+                                  "--policy RUN --out FILE.onnx` writes.")
         if not os.path.isfile(path):
             raise PolicyFileError(f"Policy file {path} not found.")
         with open(path, "rb") as f:

@@ -5,8 +5,9 @@ per evaluation, with `step` (environment steps so far), `eval/...` (the determin
 on fixed episodes) and, after the first epoch, `training/...` (the epoch's losses and the
 environment's per-step metrics averaged over its rollouts). The default figure has three
 panels, the ones used to compare encoders and ablations: evaluation reward, evaluation
-success rate, and the run's training loss (PPO's total loss for a teacher, the DAgger action
-loss, paper Eq. 3's first term, for a student).
+success rate, and the training loss: PPO's total loss for teachers, the DAgger action loss
+(paper Eq. 3's first term) for students, each in its own panel (their scales differ by
+orders of magnitude); a default panel that no run has is left out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import os
 DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
     "reward (evaluation episode return)": ("eval/episode_reward",),
     "success rate (evaluation)": ("eval/success_rate",),
-    "loss (PPO total / DAgger action)": ("training/total_loss", "training/loss/action"),
+    "PPO total loss (teacher)": ("training/total_loss",),
+    "DAgger action loss (student, Eq. 3)": ("training/loss/action",),
 }
 
 
@@ -80,7 +82,7 @@ def plot_runs(runs: dict[str, list[dict]], out: str,
       runs: run folder -> its metrics.jsonl records (`read_metrics`).
       out: the PNG to write (written to a temporary name in the same folder, then renamed).
       panels: panel title -> candidate metric keys, the first one a run has is plotted
-        (default `DEFAULT_PANELS`).
+        (default: the `DEFAULT_PANELS` that at least one run has).
       title: the figure's title.
       x: "step" (environment steps, millions) or "time" (wall-clock hours, the records' `time`).
 
@@ -99,7 +101,10 @@ def plot_runs(runs: dict[str, list[dict]], out: str,
 
     if x not in ("step", "time"):
         raise ValueError(f"x must be 'step' or 'time', got {x!r}")
-    panels = DEFAULT_PANELS if panels is None else panels
+    if panels is None:  # the defaults that some run has (teachers and students differ)
+        panels = {title: keys for title, keys in DEFAULT_PANELS.items()
+                  if any(series(records, keys)[0] for records in runs.values())}
+        panels = panels or DEFAULT_PANELS
     labels = run_labels(list(runs))
     notes = []
     cols = min(3, len(panels))

@@ -221,7 +221,7 @@ def _overlay(image: np.ndarray, *, episode: int, num_episodes: int, step: int, d
     scale = text_scale(width, height)
     line = int(30 * scale) + 4
     _text(image, f"episode {episode + 1}/{num_episodes}  {step * dt:.2f} s", (8, line), scale)
-    goal_text = f" (< {100 * threshold:.1f})" if threshold is not None else ""
+    goal_text = f" (< {100 * threshold:.1f} cm)" if threshold is not None else ""
     _text(image, f"d_t {100 * distance:.1f} cm{goal_text}", (8, 2 * line), scale)
     _text(image, f"goals {goals}", (8, 3 * line), scale)
     if success:

@@ -18,9 +18,10 @@ import glob
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
-import time
+import threading
 
 from dex4d_jax.experiments.commands.common import error
 
@@ -120,8 +121,8 @@ def load_input(path: str | os.PathLike):
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
     except (OSError, ValueError, AttributeError) as err:  # not an .npz (an .npy has no files)
-        raise InputError(f"{path} is not an .npz archive, so neither a rollout file nor a 3D "
-                         f"point-track file ({' '.join(str(err).split())[:120]})") from err
+        raise InputError(f"{path} is not an .npz archive, so neither a rollout file (`dex4d "
+                         "render` writes one) nor a 3D point-track file (`dex4d tracks`)") from err
     if "points" in keys:
         return formats.load_tracks3d(path)
     raise InputError(f"{path} is neither a rollout file (model_xml, qpos, points, ...) nor a "
@@ -168,6 +169,23 @@ def is_loopback(host: str) -> bool:
                                for info in infos)
 
 
+def _wait_for_a_stop_signal() -> None:
+    """Returns on Ctrl-C (SIGINT) or SIGTERM.
+
+    Explicit handlers, because a process started in the background by a non-interactive shell
+    inherits SIGINT ignored, and Python then raises no KeyboardInterrupt.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args, parser, argv) -> int:
     """Checks the input, starts the server, prints its URL and serves until Ctrl-C."""
     if (args.path is None) == (args.objects is None):
@@ -201,11 +219,8 @@ def run(args, parser, argv) -> int:
                 else "")
         print(f"dex4d view: serving {what} at {viewer.url_of(server)} (Ctrl-C to stop{busy})",
               flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("\nStopped.", file=sys.stderr)
+        _wait_for_a_stop_signal()
+        print("\nStopped.", file=sys.stderr)
         scene.close()
     finally:
         viewer.stop_server(server)
