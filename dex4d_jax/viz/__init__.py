@@ -6,6 +6,7 @@
 - `video`: rollout files drawn offscreen by native MuJoCo (points, marks) and written as MP4;
   no JAX.
 - `meshes`: MuJoCo geoms as triangle meshes with MuJoCo's colours; bodies posed from qpos.
-- `viewer`: a Viser scene of a point track, a rollout or objects (`dex4d view`; optional extra).
+- `viewer`: a Viser scene of a point track, a rollout or objects (`dex4d view`; optional extra);
+  `viser_server`: its servers (the optional import, the address, start and stop).
 - `plots`: learning curves from runs' `metrics.jsonl` (`dex4d plot`).
 """
