@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 from helpers import (
     assert_one_error_line,
+    magenta_pixels as _magenta,
     envs_of,
     make_wrench_student_run,
     run_cli,
     skip_without_gl,
+    yellow_pixels as _yellow,
 )
 from test_resume import _ROOT, _subprocess_env, tiny_config
 
@@ -112,14 +114,6 @@ frames["robot"] = list(video.render_frames(robot, width, height, threshold=0.05)
 np.savez_compressed(os.path.join(out, "frames.npz"),
                     **{k: np.stack(v) for k, v in frames.items()})
 """
-
-
-def _yellow(image):
-    return (image[..., 0] > 180) & (image[..., 1] > 180) & (image[..., 2] < 100)
-
-
-def _magenta(image):
-    return (image[..., 0] > 180) & (image[..., 1] < 100) & (image[..., 2] > 180)
 
 
 def _green(image):
@@ -216,6 +210,12 @@ def test_render_writes_the_video_and_its_rollout_file(rendered):
     assert "Wrote" in rendered["stdout"] and "frame 40/40" in rendered["stdout"]
     # Nothing temporary is left beside the outputs.
     assert not [n for n in os.listdir(out) if n.startswith(".")]
+    # The points the student saw: of the 128, at most the 64 its plane mask kept for the
+    # episode (the same 64 at every step), fewer where the height mask hid some that step.
+    seen = rollout.visible.reshape(2, STEPS, 128)
+    for episode in seen:
+        assert 0 < episode.sum(-1).min() and episode.sum(-1).max() <= 64
+        assert episode.any(0).sum() <= 64
 
 
 @pytest.mark.slow  # the `rendered` fixture: about 45 s of one process
@@ -288,6 +288,7 @@ def test_video_every_writes_videos_and_changes_no_training(rendered):
         rollout = rollout_file.load(first / f"eval_{step}.npz")
         assert rollout.num_episodes == 1 and rollout.num_steps == 20
         assert len(_video_frames(first / f"eval_{step}.mp4")) == 20
+        assert rollout.visible.all()  # a teacher sees every point
     before, after = (rollout_file.load(first / f"eval_{s}.npz") for s in (0, 512))
     np.testing.assert_array_equal(before.targets[0], after.targets[0])  # the same episode
     # The resumed run (--video-every 2: evaluation 1, at step 512, is not due) redid the last
@@ -412,7 +413,7 @@ def test_an_unstable_episode_is_named_not_written():
     steps = render.Steps(np.zeros((2, 3, 7), np.float32), np.zeros((2, 3, 4, 3), np.float32),
                          np.zeros((2, 3, 4, 3), np.float32), np.zeros((2, 3), np.float32),
                          np.zeros((2, 3), bool), np.zeros((2, 3), np.int32),
-                         np.zeros(2, np.int32))
+                         np.zeros(2, np.int32), np.ones((2, 3, 4), bool))
     assert render.to_rollout("ap2ap", "<mujoco/>", 0.05, steps).num_steps == 6
     steps.qpos[1, 2, 0] = np.nan
     with pytest.raises(rollout_file.RolloutFileError, match="episode 2 .* control step 3"):

@@ -92,6 +92,18 @@ class StudentPolicy:
         """(clipped action [B, A], unchanged mask indices) for one step of evaluation."""
         return self.act(params, self.inputs(obs, indices, keys)), indices
 
+    def rollout_seen(self, params, obs, indices, keys) -> jax.Array:
+        """[B, N] bool: which of the environment's N points the student sees this step.
+
+        The points its plane mask kept for the episode (`indices` [B, K]) that pass this step's
+        height mask, drawn with the same `keys` as `rollout_act` draws them (so a rollout
+        records exactly the points the student acted on; their noise is not recorded).
+        """
+        del params
+        seen = self.inputs(obs, indices, keys).visible  # [B, K]
+        hidden = jnp.zeros((indices.shape[0], self.layout.num_points), bool)
+        return jax.vmap(lambda row, i, v: row.at[i].set(v))(hidden, indices, seen)
+
 
 def make_policy(config: config_dict.ConfigDict, env) -> StudentPolicy:
     """The StudentPolicy of a student run's config (`network`, `masking`) for its environment.

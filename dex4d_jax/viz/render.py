@@ -47,6 +47,8 @@ class Steps(NamedTuple):
       success: [B, T] bool, d_t below the environment's success threshold.
       goals_reached: [B, T] int32, goals held so far in the episode.
       object_id: [B] int32, each episode's object.
+      visible: [B, T, N] bool, the points the policy saw at the step (all of them for a
+        teacher; for a student, those its masks kept).
     """
 
     qpos: Any
@@ -56,6 +58,7 @@ class Steps(NamedTuple):
     success: Any
     goals_reached: Any
     object_id: Any
+    visible: Any
 
 
 def points_origin(env) -> np.ndarray:
@@ -64,7 +67,8 @@ def points_origin(env) -> np.ndarray:
 
 
 def make_rollout(env, policy_fn: Callable, num_steps: int,
-                 policy_init: Callable | None = None) -> Callable[[Any, jax.Array], Steps]:
+                 policy_init: Callable | None = None,
+                 policy_seen: Callable | None = None) -> Callable[[Any, jax.Array], Steps]:
     """The jitted `(policy params, keys [B, 2]) -> Steps` of `num_steps` control steps.
 
     The policy interface and its keys are `training.evaluation.make_rollout`'s: a stateless
@@ -80,6 +84,9 @@ def make_rollout(env, policy_fn: Callable, num_steps: int,
       policy_fn: see above.
       num_steps: T, control steps per episode.
       policy_init: see above; None for a stateless policy.
+      policy_seen: `(params, obs, carry, keys) -> [B, N] bool`, the points the policy sees at
+        a step, called with the policy's own arguments (a stateful policy only); None: every
+        point is seen (recorded in `Steps.visible`).
 
     Returns:
       The jitted rollout; it compiles once per batch size. (No host callback reports progress
@@ -87,9 +94,15 @@ def make_rollout(env, policy_fn: Callable, num_steps: int,
       and the robot's takes minutes to compile on a CPU.)
     """
     if policy_init is None:
+        if policy_seen is not None:
+            raise ValueError("policy_seen needs a stateful policy (policy_init)")
         stateless = policy_fn
         policy_init = lambda params, obs, keys: ()  # noqa: E731
         policy_fn = lambda params, obs, carry, keys: (stateless(params, obs), carry)  # noqa: E731
+    if policy_seen is None:
+        num_points = env.keypoints.shape[1]
+        policy_seen = lambda params, obs, carry, keys: jnp.ones(  # noqa: E731
+            (keys.shape[0], num_points), bool)
     origin = jnp.asarray(points_origin(env))
     keypoints = env.keypoints
 
@@ -105,6 +118,7 @@ def make_rollout(env, policy_fn: Callable, num_steps: int,
         def body(carry, t):
             state, policy_carry, reached = carry
             step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(policy_keys, t)
+            seen = policy_seen(params, state.obs, policy_carry, step_keys)
             action, policy_carry = policy_fn(params, state.obs, policy_carry, step_keys)
             # d_t of this step is measured against the goal before the step (a held goal is
             # replaced inside `step`).
@@ -116,7 +130,8 @@ def make_rollout(env, policy_fn: Callable, num_steps: int,
             reached = reached + (metrics["goal_reached"] > 0).astype(jnp.int32)
             record = Steps(state.pipeline_state.qpos.astype(jnp.float32),
                            jax.vmap(world_points)(pos, quat, object_id), targets,
-                           metrics["distance"], metrics["success"] > 0, reached, object_id)
+                           metrics["distance"], metrics["success"] > 0, reached, object_id,
+                           seen)
             return (state, policy_carry, reached), record
 
         init = (state, policy_carry, jnp.zeros(keys.shape[0], jnp.int32))
@@ -181,7 +196,8 @@ def episode_keys(env, seed: int, num_episodes: int, object_id: int | None = None
 def to_rollout(env_name: str, xml: str, dt: float, steps: Steps) -> rollout_file.Rollout:
     """A rollout file's contents from recorded episodes [B, T, ...] (episodes one after another).
 
-    Every point is marked visible (no camera is modelled in the environment's rollout).
+    `visible` is what the policy saw at each step (`Steps.visible`): for a student, the points
+    its masks kept (drawn in full, the others faint); every point for a teacher.
 
     Raises:
       rollout_file.RolloutFileError: an episode went numerically unstable (non-finite
@@ -202,7 +218,7 @@ def to_rollout(env_name: str, xml: str, dt: float, steps: Steps) -> rollout_file
     points = flat(steps.points)
     return rollout_file.Rollout(
         env=env_name, model_xml=xml, dt=float(dt), qpos=flat(steps.qpos), points=points,
-        targets=flat(steps.targets), visible=np.ones(points.shape[:2], bool),
+        targets=flat(steps.targets), visible=flat(steps.visible),
         distance=flat(steps.distance), success=flat(steps.success),
         goals_reached=flat(steps.goals_reached),
         episode=np.repeat(np.arange(batch, dtype=np.int32), length))
@@ -223,9 +239,10 @@ def episode_length(config) -> int:
     return int(config.dagger.episode_length if "dagger" in config else config.ppo.episode_length)
 
 
-def policy_functions(config, env) -> tuple[Callable, Callable | None]:
-    """(policy_fn, policy_init) of a run's policy for `make_rollout`, as its training evaluates
-    it: a teacher's deterministic PPO policy (stateless), or the student under masking.
+def policy_functions(config, env) -> tuple[Callable, Callable | None, Callable | None]:
+    """(policy_fn, policy_init, policy_seen) of a run's policy for `make_rollout`, as its
+    training evaluates it: a teacher's deterministic PPO policy (stateless, sees every point),
+    or the student under masking (it sees the points its masks keep).
 
     Raises:
       ValueError: a student on an environment without a student layout.
@@ -235,9 +252,9 @@ def policy_functions(config, env) -> tuple[Callable, Callable | None]:
 
     if run_kind(config) == "student":
         policy = make_policy(config, env)
-        return policy.rollout_act, policy.rollout_init
+        return policy.rollout_act, policy.rollout_init, policy.rollout_seen
     networks = policies.teacher_networks(config, env.observation_size, env.action_size)
-    return policies.deterministic_policy(networks), None
+    return policies.deterministic_policy(networks), None, None
 
 
 def load_policy(path: str, env) -> tuple[Any, int, str]:
@@ -291,8 +308,9 @@ class TrainingVideos:
         self.folder = os.path.join(out_dir, "videos")
         self.env, self.env_name = env, env_name
         self.threshold = float(env.config.success_threshold)
-        policy_fn, policy_init = policy_functions(config, env)
-        self._rollout = make_rollout(env, policy_fn, episode_length(config), policy_init)
+        policy_fn, policy_init, policy_seen = policy_functions(config, env)
+        self._rollout = make_rollout(env, policy_fn, episode_length(config), policy_init,
+                                     policy_seen)
         self._keys = candidate_key(seed, 0)[None]
         self._xml: dict[int, str] = {}
         problem = video.gl_problem()

@@ -14,7 +14,7 @@ Keys of the `.npz` (T control steps over all episodes, N keypoints, nq the model
 | `qpos` | [T, nq] float32 | the model's generalized positions after each control step |
 | `points` | [T, N, 3] float32 | the object's keypoints, world frame, metres |
 | `targets` | [T, N, 3] float32 | the goal's keypoints (the paired targets, Eq. 1), world frame |
-| `visible` | [T, N] bool | which points a camera sees (all True where no camera is modelled) |
+| `visible` | [T, N] bool | which points the policy saw (a student's masked points; all: teacher) |
 | `distance` | [T] float32 | mean point distance d_t (paper Eq. 4), metres |
 | `success` | [T] bool | d_t below the task's success threshold |
 | `goals_reached` | [T] int32 | goals held so far in the episode |

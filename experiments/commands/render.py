@@ -128,7 +128,7 @@ def run(args, parser, argv) -> int:
         print(f"Building {args.env} ...", flush=True)
         env = envs.load(args.env, config=env_config)
         params, step, ckpt = render.load_policy(args.policy, env)
-        policy_fn, policy_init = render.policy_functions(config, env)
+        policy_fn, policy_init, policy_seen = render.policy_functions(config, env)
         enable_compilation_cache()
         keys, _ = render.episode_keys(env, args.seed, args.episodes, args.object)
     except (_Problem, run_dir.RunDirError, SettingError, OSError, checkpoint.CheckpointError,
@@ -140,7 +140,7 @@ def run(args, parser, argv) -> int:
     print(f"The {kind} of {ckpt} (step {step:,}): {args.episodes} episode(s) of {steps} control "
           "steps; compiling and rolling out ...", flush=True)
     start = time.time()
-    rollout_fn = render.make_rollout(env, policy_fn, steps, policy_init)
+    rollout_fn = render.make_rollout(env, policy_fn, steps, policy_init, policy_seen)
     with _still("compiling", start):  # minutes for ap2ap on a CPU, unless cached
         compiled = rollout_fn.lower(params, keys).compile()
     print(f"  compiled in {time.time() - start:.0f} s; rolling out ...", flush=True)
