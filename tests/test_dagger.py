@@ -112,6 +112,14 @@ def test_run_outputs_and_exact_resume(teacher_run, distilled, tmp_path):
     b, meta_b = checkpoint.read_checkpoint(str(last), dagger.FORMAT)
     assert meta_a == meta_b
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+    # Resuming the finished run trains nothing and rewrites the same eval.json: the run's
+    # training time (not the resume's) and its last epoch's world-model losses.
+    finished = json.loads((copy / "eval.json").read_text())
+    assert finished["world_model"] == result["world_model"]
+    assert finished["train_seconds"] == json.loads(
+        (copy / "metrics.jsonl").read_text().splitlines()[-1])["time"]
+    train_student(None, str(copy), resume=True, progress=False, log=lambda _: None)
+    assert json.loads((copy / "eval.json").read_text()) == finished
 
 
 def _loop(teacher_run, **kwargs):

@@ -6,6 +6,7 @@ objects), so they share their compiled programs through the persistent compilati
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ import jax
 import numpy as np
 import pytest
 
-from dex4d_jax.experiments.configs import teacher
 from dex4d_jax.teacher import ppo
 from dex4d_jax.training import checkpoint, loop, policies, run_dir
 
@@ -127,6 +127,21 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(reference, tmp_path):
     for (_, path), (_, ref) in zip(run_dir.list_checkpoints(str(out)), expected, strict=True):
         _assert_same(path, ref)
     assert json.loads((out / "eval.json").read_text())["step"] == 12 * 512
+
+
+def test_resuming_a_finished_run_rewrites_the_same_eval_json(reference, tmp_path):
+    """No epoch left: the last checkpoint is evaluated again, and eval.json keeps the run's
+    training time (metrics.jsonl's last `time`), not the resume's few seconds."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = json.loads((run / "eval.json").read_text())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert before["train_seconds"] == last["time"] and before["step"] == last["step"]
+    logged = []
+    train_teacher(None, str(run), resume=True, progress=False, log=logged.append)
+    assert any("already complete" in line for line in logged), logged
+    assert json.loads((run / "eval.json").read_text()) == before
+    assert (run / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
 
 
 @pytest.mark.slow

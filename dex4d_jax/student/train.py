@@ -142,17 +142,20 @@ def train_student(config: config_dict.ConfigDict | None, out_dir: str, env, eval
         teacher_rollout = evaluation.make_rollout(eval_env, teacher_fn, length)
         teacher = evaluation.evaluate(teacher_rollout, teacher_params, config.eval.num_episodes,
                                       config.eval.seed, batch_size=config.dagger.num_eval_envs)
+        # The whole run's training time and its last epoch's losses, from metrics.jsonl: the
+        # same when a finished run is resumed (no epoch left to run).
+        record = loop.last_record(out_dir) if writer_process else {}
         result = {
             "step": state.env_steps,
-            "train_seconds": time.time() - t0,
+            "train_seconds": record.get("time", time.time() - t0),
             "student": student.as_dict(),
             "teacher": teacher.as_dict(),
             # null when the teacher never succeeds (nothing to compare with).
             "success_ratio": (student.success_rate / teacher.success_rate
                               if teacher.success_rate > 0 else None),
-            # Held-out world-model errors of the last epoch (absent when resuming a finished
-            # run).
-            "world_model": {k.removeprefix("training/loss/"): v for k, v in last_metrics.items()
+            # Held-out world-model errors of the last epoch.
+            "world_model": {k.removeprefix("training/loss/"): v
+                            for k, v in (record or last_metrics).items()
                             if k.startswith("training/loss/next_")},
         }
         if writer_process:

@@ -136,7 +136,9 @@ def train_teacher(config: config_dict.ConfigDict | None, out_dir: str, env, eval
         result = run_eval(algo.inference_params(state), config.eval.num_episodes,
                           config.eval.seed)
         if writer_process:
+            # train_seconds: the whole run's, over every resumed session (metrics.jsonl).
+            seconds = loop.last_record(out_dir).get("time", time.time() - t0)
             run_dir.write_atomic(os.path.join(out_dir, "eval.json"), json.dumps(
-                {"step": state.env_steps, "train_seconds": time.time() - t0,
-                 **result.as_dict()}, indent=2))
+                {"step": state.env_steps, "train_seconds": seconds, **result.as_dict()},
+                indent=2))
     return result

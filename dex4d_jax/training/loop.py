@@ -343,6 +343,28 @@ def _metrics_up_to(path: str, step: int) -> list[dict]:
     return kept
 
 
+def last_record(out_dir: str) -> dict:
+    """The last record of a run's metrics.jsonl ({} when it has none).
+
+    Its `time` is the run's training time in seconds up to its last evaluation, counted on
+    across resumed sessions, and its `training/...` entries are the last epoch's; the
+    trainers' eval.json takes both from here, so that resuming a finished run (no epoch left
+    to run) rewrites the same eval.json.
+    """
+    path = os.path.join(out_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        for line in reversed(f.read().splitlines()):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                return record
+    return {}
+
+
 def check_resumable(state: LoopState, schedule: Schedule, path: str) -> None:
     """Raises RunDirError unless a restored state lies on an epoch boundary of `schedule`."""
     if state.env_steps % schedule.steps_per_epoch:
