@@ -49,6 +49,21 @@ def test_a_bad_config_json_is_one_line_everywhere(config_text, named, tmp_path, 
     assert folder_files(tmp_path) == before and not (tmp_path / "student").exists()
 
 
+def test_resume_with_the_other_trainer_names_the_right_command(tmp_path, capsys):
+    """A student run resumed by `train teacher` (or the reverse) is refused by name, not as a
+    corrupt checkpoint, and nothing in the run changes."""
+    runs = {"teacher": teacher.get_config("quick"), "student": student.get_config("quick")}
+    for kind, config in runs.items():
+        run = tmp_path / kind
+        _fake_run(run, config.to_json())
+        before = folder_files(run)
+        other = "student" if kind == "teacher" else "teacher"
+        code, text = run_cli(capsys, "train", other, "--resume", "--out", str(run))
+        assert_one_error_line(code, text, f"is a {kind} run",
+                              f"dex4d train {kind} --resume --out {run}")
+        assert folder_files(run) == before
+
+
 def test_export_wants_a_run_folder(tmp_path, capsys):
     policy_file = tmp_path / "student.onnx"
     policy_file.write_bytes(b"onnx")

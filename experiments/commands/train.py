@@ -189,13 +189,14 @@ def _videos(args, config, eval_env):
                                  seed=int(config.eval.seed))
 
 
-def _train(args, argv: list[str], new_config, train):
+def _train(args, argv: list[str], new_config, train, kind: str):
     """The flow both trainers share: the config (saved one on --resume, else `new_config()`)
     and the environments checked and built before anything is created or compiled, then
     `train(config, env, eval_env, videos)` (videos: the --video-every callback or None); bad
     input is one line and exit 2. Returns (code, result). With DEX4D_COORDINATOR,
     DEX4D_NUM_PROCESSES and DEX4D_PROCESS_ID set, this process first joins that
-    multi-process job (common.start_distributed)."""
+    multi-process job (common.start_distributed). `kind`: "teacher" or "student", the command
+    (a resume of the other kind's run is refused by name)."""
     if args.video_every is not None and args.video_every < 1:
         return error(f"--video-every must be at least 1, got {args.video_every}"), None
     problem = start_distributed()
@@ -206,6 +207,10 @@ def _train(args, argv: list[str], new_config, train):
         if args.resume:
             _ignored_on_resume(argv)
             saved = _saved_config(args.out)
+            saved_kind = "student" if "dagger" in saved else "teacher"
+            if saved_kind != kind:
+                return error(f"{args.out} is a {saved_kind} run; resume it with `dex4d train "
+                             f"{saved_kind} --resume --out {args.out}`"), None
             env, eval_env = _envs(saved)
         else:
             _check_out(args.out)
@@ -226,7 +231,7 @@ def _train_teacher(args, parser, argv: list[str]) -> int:
                           lambda config, env, eval_env, videos: train.train_teacher(
                               config, args.out, env, eval_env, resume=args.resume,
                               progress=not args.no_progress, init_from=args.init_from,
-                              policy_params_fn=videos))
+                              policy_params_fn=videos), "teacher")
     if code:
         return code
     print(f"Success rate {result.success_rate:.3f} on {result.num_episodes} fresh episodes "
@@ -274,7 +279,8 @@ def _train_student(args, parser, argv: list[str]) -> int:
     code, result = _train(args, argv, lambda: _student_config(args, parser),
                           lambda config, env, eval_env, videos: train.train_student(
                               config, args.out, env, eval_env, resume=args.resume,
-                              progress=not args.no_progress, policy_params_fn=videos))
+                              progress=not args.no_progress, policy_params_fn=videos),
+                          "student")
     if code:
         return code
     s, t = result["student"], result["teacher"]
