@@ -33,6 +33,17 @@ def skip_without_gl() -> None:
         pytest.skip(f"no OpenGL backend for offscreen rendering: {probe.stderr.strip()[-300:]}")
 
 
+def yellow_pixels(image):
+    """[H, W] bool: the pixels of an RGB frame in the drawn current points' yellow
+    (`dex4d_jax.viz.video.CURRENT_RGBA`, glowing: unshaded)."""
+    return (image[..., 0] > 180) & (image[..., 1] > 180) & (image[..., 2] < 100)
+
+
+def magenta_pixels(image):
+    """[H, W] bool: the pixels in the drawn target points' magenta (`TARGET_RGBA`)."""
+    return (image[..., 0] > 180) & (image[..., 1] < 100) & (image[..., 2] > 180)
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
     """Runs `dex4d ARGV` in-process; returns (exit code, stdout + stderr)."""
     from dex4d_jax.experiments import cli  # noqa: PLC0415

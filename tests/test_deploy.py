@@ -21,7 +21,15 @@ from dex4d_jax.export import onnx_graph
 from dex4d_jax.export import policy as export
 from dex4d_jax.networks.student import StudentNetwork
 from dex4d_jax.tracks import formats
-from tests.helpers import assert_one_error_line, folder_files, robot_student_metadata, run_cli
+from tests.helpers import (
+    assert_one_error_line,
+    folder_files,
+    magenta_pixels,
+    robot_student_metadata,
+    run_cli,
+    skip_without_gl,
+    yellow_pixels,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,6 +147,28 @@ def test_dex4d_run_sim_without_jax(kind, untrained_policy, robot_policy, wrench,
     with_jax = json.loads((tmp_path / "with_jax.json").read_text())
     no_jax = json.loads((tmp_path / "no_jax.json").read_text())
     assert no_jax == with_jax
+
+
+def test_run_video_draws_the_tracked_and_target_points(untrained_policy, wrench, tmp_path):
+    """`dex4d run --robot sim --video`, without JAX: a frame per tick, each showing the
+    tracked points (yellow) and the target frame's points (magenta)."""
+    skip_without_gl()
+    argv = _run_args("wrench", untrained_policy, None, tmp_path, wrench)
+    video = tmp_path / "run.mp4"
+    done = _without_jax(f"""
+        from dex4d_jax.experiments.cli import main
+        code = main({argv + ["--video", str(video)]!r})
+        assert not any({_JAX_MODULES}), sorted(sys.modules)
+        sys.exit(code)
+    """)
+    assert done.returncode == 1 and f"Wrote {video}" in done.stdout, done.stdout + done.stderr
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(str(video)) as reader:
+        frames = np.stack(list(reader.iter_data()))
+    assert frames.shape == (12, 480, 640, 3)  # --steps 12, all of them (no success)
+    for frame in frames[[0, -1]]:
+        assert yellow_pixels(frame).sum() > 20 and magenta_pixels(frame).sum() > 20
 
 
 def test_a_file_without_the_env_config_loads_but_cannot_run_in_sim(untrained_policy, tmp_path,

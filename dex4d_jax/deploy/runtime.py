@@ -395,6 +395,9 @@ class Controller:
         self.held = 0  # ticks in a row with the final target reached
         self.distance: float | None = None  # this tick's d_t
         self.stopped: str | None = None  # the status once a tick stopped the run
+        # This tick's tracked points [N, 3] (world) and their visibility [N], None before the
+        # first readable frame (what a video of the run draws).
+        self.frame: tuple[np.ndarray, np.ndarray] | None = None
 
     def tick(self) -> tuple[float | None, str | None]:
         """One control tick.
@@ -446,6 +449,7 @@ class Controller:
     def _tick(self) -> str | None:
         """The tick's work; raises _TickError (or anything else) on a fault."""
         points, visible, timestamp = self._read_frame()
+        self.frame = points, visible
         why = self._unusable(visible, timestamp)
         if why is None:
             d = self.distance = self.goals.update(points, visible)

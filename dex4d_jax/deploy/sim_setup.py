@@ -21,6 +21,7 @@ from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInfo
 from dex4d_jax.deploy.runtime import Controller, mean_visible_distance
 
 WRENCH_CAMERA = "front"
+POINT_RADIUS = 0.004  # metres: the drawn points of a `--video` (as `dex4d render` draws them)
 
 
 def wrench_model(sim_dt: float, obj: object_families.ObjectSpec) -> mujoco.MjModel:
@@ -144,6 +145,8 @@ def run_track(policy: OnnxPolicy, points: np.ndarray, visible: np.ndarray, sim, 
     if video is not None:
         import imageio.v2 as imageio  # noqa: PLC0415
 
+        from dex4d_jax.viz import video as video_lib  # noqa: PLC0415 (no JAX either)
+
         renderer = mujoco.Renderer(sim.model, 480, 640)
         writer = imageio.get_writer(video, fps=policy.info.control_frequency_hz,
                                     macro_block_size=1)
@@ -151,6 +154,12 @@ def run_track(policy: OnnxPolicy, points: np.ndarray, visible: np.ndarray, sim, 
     def tick(step, d):
         if writer is not None:
             renderer.update_scene(sim.data, camera)
+            if controller.frame is not None:  # as `dex4d render` draws them: what is tracked
+                target, target_visible = controller.goals.target()
+                video_lib.add_spheres(renderer.scene, *controller.frame,
+                                      video_lib.CURRENT_RGBA, POINT_RADIUS)
+                video_lib.add_spheres(renderer.scene, target, target_visible,
+                                      video_lib.TARGET_RGBA, POINT_RADIUS)
             writer.append_data(renderer.render())
         if on_tick is not None:
             on_tick(step, d, controller.goals.index)

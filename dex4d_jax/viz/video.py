@@ -164,9 +164,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _add_spheres(scene: mujoco.MjvScene, points: np.ndarray, visible: np.ndarray,
+def add_spheres(scene: mujoco.MjvScene, points: np.ndarray, visible: np.ndarray,
                  rgba: tuple, radius: float) -> None:
-    """Appends one glowing sphere per point [N, 3] (world frame) to a scene, while room lasts."""
+    """Appends one glowing sphere per point [N, 3] (world frame, metres) to a scene, while room
+    lasts; points not `visible` [N] are drawn faint (HIDDEN_ALPHA). Radius in metres."""
     size = np.array([radius, 0.0, 0.0])
     rot = np.eye(3).reshape(-1)
     for point, seen in zip(points, visible, strict=True):
@@ -328,9 +329,9 @@ def render_frames(rollout: rollout_file.Rollout, width: int, height: int,
             mujoco.mj_camlight(model, data)
             renderer.update_scene(data, view)
             if show_points:
-                _add_spheres(renderer.scene, rollout.points[t], rollout.visible[t],
+                add_spheres(renderer.scene, rollout.points[t], rollout.visible[t],
                              CURRENT_RGBA, point_radius)
-                _add_spheres(renderer.scene, rollout.targets[t], rollout.visible[t],
+                add_spheres(renderer.scene, rollout.targets[t], rollout.visible[t],
                              TARGET_RGBA, point_radius)
             image = renderer.render()
             _overlay(image, episode=number[int(rollout.episode[t])], num_episodes=len(episodes),

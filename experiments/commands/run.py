@@ -44,8 +44,9 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
                    help="standard deviation of the tracking noise added to each point, in "
                         "metres (default: 0)")
     r.add_argument("--video", default=None, metavar="OUT.mp4",
-                   help="write an MP4 video of the simulation; its folder must exist "
-                        "(default: none)")
+                   help="write an MP4 video of the simulation, the tracked points yellow "
+                        "and the target frame's magenta (faint where not visible); its folder "
+                        "must exist (default: none)")
     r.add_argument("--report", default=None, metavar="OUT.json",
                    help="write the status and the d_t and target-frame traces as JSON; its "
                         "folder must exist (default: none)")
