@@ -28,12 +28,10 @@ def teacher_run(tmp_path_factory):
 @pytest.mark.slow
 def test_teacher_learns_and_resumes(teacher_run):
     config = teacher.get_config("quick")
-    # A smaller version of the quick run: rotations up to 0.5 rad, two epochs of 82k steps
-    # (measured: evaluation success 0.0, 0.13, 0.85; a third epoch, 0.97, cost ~100 s of the
-    # suite's 20 minutes).
+    # A smaller version of the quick run: rotations up to 0.5 rad, 240k steps.
     config.env.update(first_goal_max_angle=0.5, num_objects=10)
-    config.ppo.num_timesteps = 160_000
-    config.ppo.num_evals = 3
+    config.ppo.num_timesteps = 240_000
+    config.ppo.num_evals = 4
     config.eval.num_episodes = 128
     out = teacher_run
     result = train_teacher(config, str(out), progress=False)
@@ -42,9 +40,9 @@ def test_teacher_learns_and_resumes(teacher_run):
     assert result.min_distance < 0.04, result
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert "eval/success_rate" in lines[-1] and "training/policy_loss" in lines[-1]
-    assert lines[-1]["step"] >= 160_000
+    assert lines[-1]["step"] >= 240_000
     steps = [s for s, _ in run_dir.list_checkpoints(str(out))]
-    assert steps[-1] >= 160_000 and len(steps) == 3
+    assert steps[-1] >= 240_000 and len(steps) >= 2
 
     # Interrupt: drop the last checkpoint, then resume from the one before it.
     last, _ = checkpoint.read_checkpoint(run_dir.list_checkpoints(str(out))[-1][1])
