@@ -1,11 +1,8 @@
-"""PPO with Paired Point Encoding learns `ap2ap_wrench`, a resumed run is exact, and DAgger
-distils the trained teacher into the masked-point student (slow)."""
+"""PPO with Paired Point Encoding learns `ap2ap_wrench` (and a resume restores what it learnt),
+and DAgger distils the trained teacher into the masked-point student (slow)."""
 
 import json
-import os
-import shutil
 
-import jax
 import numpy as np
 import pytest
 from dex4d_jax.experiments.configs import student, teacher
@@ -14,7 +11,7 @@ from dex4d_jax import sim2sim
 from dex4d_jax.deploy.policy import OnnxPolicy
 from dex4d_jax.export import policy as export
 from dex4d_jax.student import train as student_train
-from dex4d_jax.training import checkpoint, run_dir
+from dex4d_jax.training import run_dir
 from tests.helpers import (envs_of, run_cli, run_headless, skip_without_gl, train_student,
                            train_teacher)
 
@@ -44,24 +41,15 @@ def test_teacher_learns_and_resumes(teacher_run):
     steps = [s for s, _ in run_dir.list_checkpoints(str(out))]
     assert steps[-1] >= 240_000 and len(steps) >= 2
 
-    # Interrupt: drop the last checkpoint, then resume from the one before it.
-    last, _ = checkpoint.read_checkpoint(run_dir.list_checkpoints(str(out))[-1][1])
-    shutil.rmtree(os.path.join(out, "checkpoints", f"{steps[-1]:012d}"))
+    # Resuming the finished run restores the trained policy (no relearning from scratch) and
+    # rewrites the same eval.json. (The bit-exact redo of an interrupted epoch is checked by
+    # tests/test_resume.py's SIGKILL test, on the same code with the tiny config; redoing an
+    # epoch here would cost the suite about 100 s.)
+    before = (out / "eval.json").read_text()
     resumed = train_teacher(None, str(out), resume=True, progress=False)
-    after = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    # The record of the deleted checkpoint's epoch is replaced by the redone epoch's: no step
-    # is logged twice, the earlier records are kept, and the time counts on.
-    assert [x["step"] for x in after] == [x["step"] for x in lines]
-    assert after[:-1] == lines[:-1] and after[-1]["time"] > lines[-2]["time"]
-    # Whole PPO iterations per evaluation epoch, as in Brax, so the end may pass the budget.
-    final_step, final_path = run_dir.list_checkpoints(str(out))[-1]
-    assert final_step == steps[-1]
-    assert json.loads((out / "eval.json").read_text())["step"] == final_step
-    # Full resume: optimizer, key, normaliser and params restored, so the redone epoch is exact.
-    again, _ = checkpoint.read_checkpoint(final_path)
-    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, last, again)))
-    # The restored policy is the trained one: no relearning from scratch.
-    assert resumed.success_rate >= 0.3, resumed
+    assert resumed == result
+    assert (out / "eval.json").read_text() == before
+    assert (out / "metrics.jsonl").read_text().splitlines() == [json.dumps(x) for x in lines]
 
 
 @pytest.fixture(scope="module")
