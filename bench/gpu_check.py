@@ -14,8 +14,12 @@ Prints a Markdown table (and writes it to OUT/table.md, with OUT/results.json):
   * PPO with the `paper` preset (stage 1, 4096 environments, the paper's networks): env
     steps/s over whole epochs (rollouts and learning; evaluation, which runs between epochs,
     excluded) after the first, which compiles;
-  * a stage-1 learning curve: that PPO run goes on until the budget is spent, and its
-    metrics.jsonl is plotted to OUT/curve.png (dex4d_jax.viz.plots, `dex4d plot`).
+  * a stage-1 learning curve: that PPO run goes on until the budget is spent (less
+    --dagger-seconds), and its metrics.jsonl is plotted to OUT/curve.png (dex4d_jax.viz.plots,
+    `dex4d plot`);
+  * DAgger with the `paper` student preset (3200 environments, the paper's transformer), the
+    PPO run's last policy as its teacher: the first epoch's time (its compile included) and
+    env steps/s over the later epochs (student and teacher rollouts and the student's update).
 
 The budget (--minutes, default 8) counts from the start of bench/gpu_check.sh (its wheel
 install included) or of this script. The PPO run uses small epochs (--iterations-per-epoch;
@@ -337,7 +341,8 @@ def ppo_section(args, report: Report, config, env, eval_env, env_rates, out: str
     """Trains until the schedule ends or the next epoch would pass the deadline.
 
     Returns:
-      The run's metrics.jsonl records.
+      (the run's metrics.jsonl records, its networks, the last epoch's inference parameters:
+      the teacher of the DAgger section).
     """
     from dex4d_jax.teacher import ppo  # noqa: PLC0415
     from dex4d_jax.training import evaluation, loop, policies  # noqa: PLC0415
@@ -367,7 +372,8 @@ def ppo_section(args, report: Report, config, env, eval_env, env_rates, out: str
                                       cfg.episode_length)
     # `cycle`: the seconds the next epoch and its evaluation should take: the last epoch's
     # (the first one's compile excluded: the guess stands in for it) and evaluation's.
-    timing = {"epochs": [], "evals": [], "cycle": 0.0}
+    timing = {"epochs": [], "evals": [], "cycle": 0.0,
+              "teacher": algo.inference_params(state)}  # the last epoch's policy
 
     def evaluate(state):
         t = time.time()
@@ -390,6 +396,8 @@ def ppo_section(args, report: Report, config, env, eval_env, env_rates, out: str
         t = time.time()
         next_state, metrics, finite = algo.run_epoch(state)
         timing["epochs"].append((time.time() - t, metrics["training/sps"]))
+        if finite:
+            timing["teacher"] = algo.inference_params(next_state)
         return next_state, metrics, finite
 
     def on_diverged(step, metrics):
@@ -430,9 +438,84 @@ def ppo_section(args, report: Report, config, env, eval_env, env_rates, out: str
     from dex4d_jax.viz import plots  # noqa: PLC0415
 
     try:
-        return plots.read_metrics(run)
+        records = plots.read_metrics(run)
     except (FileNotFoundError, plots.MetricsError):  # no evaluation finished within the budget
-        return []
+        records = []
+    return records, networks, timing["teacher"]
+
+
+# -- DAgger -----------------------------------------------------------------------------------
+
+
+def student_config(args, config):
+    """The DAgger run's config: the `paper` student preset (3200 environments, the paper's
+    transformer), or `smoke` for --smoke, on the PPO run's environment."""
+    from dex4d_jax.experiments import configs  # noqa: PLC0415
+    from dex4d_jax.experiments.configs import student  # noqa: PLC0415
+
+    s = student.get_config("smoke" if args.smoke else "paper")
+    s.env = config.env
+    s.dagger.episode_length = config.ppo.episode_length
+    if args.smoke:
+        s.dagger.update(num_envs=config.ppo.num_envs, unroll_length=2, num_minibatches=1)
+    return configs.validate(s)
+
+
+def dagger_section(args, report: Report, config, env, networks, teacher_params, labels: dict,
+                   deadline: float) -> None:
+    """DAgger epochs of the student on the robot, the PPO run's policy as its teacher, until
+    --dagger-epochs or the next epoch would pass `deadline`: the first epoch's time (its
+    compile included) and env steps/s over the later ones (rollouts of student and teacher,
+    the student's update; no evaluation). The last epoch's losses go to results.json."""
+    from dex4d_jax.student import dagger  # noqa: PLC0415
+    from dex4d_jax.student.policy import make_policy  # noqa: PLC0415
+    from dex4d_jax.training import policies  # noqa: PLC0415
+
+    s = student_config(args, config)
+    cfg = s.dagger
+    k = args.dagger_iterations_per_epoch or (1 if args.smoke else 10)
+    per_iteration = cfg.num_envs * cfg.unroll_length
+    cfg.num_evals = args.dagger_epochs + 1
+    cfg.num_timesteps = args.dagger_epochs * k * per_iteration
+    policy = make_policy(s, env)
+    algo = dagger.DAgger(env, policy, policies.deterministic_policy(networks), cfg)
+    steps = algo.schedule.steps_per_epoch
+    say(f"DAgger ({'smoke' if args.smoke else 'paper'} student): {cfg.num_envs} envs, {k} "
+        f"iteration(s) of {per_iteration:,} steps per epoch, at most {args.dagger_epochs} "
+        "epochs; compiling the first epoch")
+    state = algo.init_state(cfg.seed)
+    epochs, metrics = [], {}
+    while len(epochs) < args.dagger_epochs:
+        if epochs and time.time() + epochs[-1] > deadline:
+            break
+        t = time.time()
+        state, metrics, finite = algo.run_epoch(state, teacher_params)
+        epochs.append(time.time() - t)
+        say(f"DAgger epoch {len(epochs)}: {epochs[-1]:.1f} s, action loss "
+            f"{float(metrics['training/loss/action']):.4f}")
+        if not finite:
+            report.set(labels["dagger"], "diverged", f"non-finite values in epoch {len(epochs)}")
+            break
+    if epochs:
+        report.set(labels["dagger_compile"], f"{epochs[0]:.1f} s",
+                   f"first epoch, {steps:,} env steps ({cfg.num_envs} envs)")
+    if len(epochs) >= 2:
+        later = epochs[1:]
+        rate = steps * len(later) / sum(later)
+        report.set(labels["dagger"], f"{rate:,.0f}",
+                   f"{cfg.num_envs} envs; {len(later)} epoch(s) after the first, {steps:,} env "
+                   f"steps each, {sum(later) / len(later):.2f} s per epoch")
+        report.results["dagger_steps_per_s"] = rate
+    elif epochs:
+        report.set(labels["dagger"], "n/a", "only the first (compiling) epoch ran before the "
+                   "budget")
+    heads = state.training.params["params"]
+    report.results["dagger"] = {
+        "num_envs": cfg.num_envs, "steps_per_epoch": steps, "epoch_seconds": epochs,
+        "head_qpos": int(heads["head_qpos"]["kernel"].shape[-1]),
+        "head_qvel": int(heads["head_qvel"]["kernel"].shape[-1]),
+        "obs_key": env.student_layout.obs_key,
+        "metrics": {key: float(value) for key, value in metrics.items()}}
 
 
 def curve_row(report: Report, records: list[dict], out: str, label: str, run: str) -> None:
@@ -489,6 +572,12 @@ def parse_args(argv=None):
                         help="PPO epochs at most (default: the preset's steps; 4 with --smoke)")
     parser.add_argument("--epoch-seconds", type=float, default=15.0,
                         help="aimed training time of one PPO epoch (default 15)")
+    parser.add_argument("--dagger-seconds", type=float, default=150.0,
+                        help="budget seconds kept for the DAgger section (default 150)")
+    parser.add_argument("--dagger-epochs", type=int, default=None,
+                        help="DAgger epochs at most (default 4; 2 with --smoke)")
+    parser.add_argument("--dagger-iterations-per-epoch", type=int, default=None,
+                        help="DAgger iterations per epoch (default 10; 1 with --smoke)")
     parser.add_argument("--cache", default=os.environ.get("DEX4D_JAX_CACHE"),
                         help="JAX persistent compile cache folder (default: $DEX4D_JAX_CACHE; "
                              "none if unset)")
@@ -498,6 +587,7 @@ def parse_args(argv=None):
     args.envs = args.envs or ([8, 16] if small else [1024, 4096, 8192])
     args.steps = args.steps or (2 if small else 20)
     args.repeats = args.repeats or (1 if small else 3)
+    args.dagger_epochs = args.dagger_epochs or (2 if small else 4)
     args.out = args.out or os.environ.get("OUT") or os.path.join("runs", "gpu_check")
     if min(args.envs) < 1 or args.steps < 1 or args.repeats < 1 or args.minutes <= 0:
         parser.error("--envs, --steps, --repeats and --minutes must be positive")
@@ -514,7 +604,9 @@ def main(argv=None) -> int:
               "warp": "env steps/s (warp)", "memory": "peak device memory",
               "ppo_compile": "PPO compile (evaluation + first epoch)",
               "ppo": "PPO steps/s, learning included",
-              "curve": "stage-1 curve"}
+              "curve": "stage-1 curve",
+              "dagger_compile": "DAgger compile (first epoch)",
+              "dagger": "DAgger steps/s, learning included"}
     report = Report(args, list(labels.values()))
     say(f"GPU check: budget {args.minutes:g} min, output in {args.out}")
 
@@ -570,8 +662,11 @@ def main(argv=None) -> int:
     # Training stops where the next epoch would end less than `reserve` seconds before the
     # budget: the curve, the table and the interpreter's exit need that much.
     reserve = 25.0
-    records = ppo_section(args, report, config, env, eval_env, env_rates, args.out, labels,
-                          START + budget - reserve)
+    records, networks, teacher_params = ppo_section(
+        args, report, config, env, eval_env, env_rates, args.out, labels,
+        START + budget - reserve - args.dagger_seconds)
+    dagger_section(args, report, config, env, networks, teacher_params, labels,
+                   START + budget - reserve)
     final, final_gib = _peak_memory()
     if final_gib is not None:
         report.set(labels["memory"], final,

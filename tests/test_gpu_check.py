@@ -1,7 +1,7 @@
 """bench/gpu_check.sh --smoke: the GPU check's code paths on this CPU (issue 17).
 
-The check compiles the robot environment's step at two batch sizes, the PPO epoch and the
-evaluation rollout (minutes with a cold compile cache), so the test is slow. It shares the
+The check compiles the robot environment's step, the PPO epoch, the evaluation rollout and
+the DAgger epoch (minutes with a cold compile cache), so the test is slow. It shares the
 suite's persistent compile cache (tests/conftest.py: DEX4D_JAX_CACHE, else .jax_cache).
 """
 
@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # smoke sizes are 8 and 16.
 ROWS = ("env step compile", "env steps/s, 8 envs (jax)",
         "env steps/s (warp)", "peak device memory", "PPO compile (evaluation + first epoch)",
-        "PPO steps/s, learning included", "stage-1 curve", "total time")
+        "PPO steps/s, learning included", "stage-1 curve", "DAgger compile (first epoch)",
+        "DAgger steps/s, learning included", "total time")
 
 
 @pytest.mark.slow
@@ -44,7 +45,8 @@ def test_gpu_check_smoke(tmp_path):
     for row in ROWS:
         assert row in rows, row
         assert rows[row] and rows[row] != "not reached within the budget", (row, table)
-    for row in ("env steps/s, 8 envs (jax)", "PPO steps/s, learning included"):
+    for row in ("env steps/s, 8 envs (jax)", "PPO steps/s, learning included",
+                "DAgger steps/s, learning included"):
         assert float(rows[row].replace(",", "")) > 0, (row, rows[row])
     assert rows["peak device memory"].startswith("n/a")
     assert rows["env steps/s (warp)"] in ("warp-lang not installed", "not measured")
@@ -63,3 +65,14 @@ def test_gpu_check_smoke(tmp_path):
         assert math.isfinite(trained[-1][f"training/env/{name}"]), name
     assert trained[-1]["training/env/distance"] > 0
     assert json.loads((out / "ppo_stage1" / "config.json").read_text())["stage"] == 1
+    # DAgger on the robot (this was tests/test_dagger.py's robot epoch): the student reads the
+    # 22 joint angles and velocities, predicts the next ones, and their targets do change.
+    dagger = json.loads((out / "results.json").read_text())["dagger"]
+    assert dagger["obs_key"] == "student_state"
+    assert dagger["head_qpos"] == dagger["head_qvel"] == 22
+    assert len(dagger["epoch_seconds"]) == 2
+    losses = dagger["metrics"]
+    assert losses["training/loss/next_qpos_unchanged"] > 0
+    assert losses["training/loss/next_qvel_unchanged"] > 0
+    for key in ("training/loss/action", "training/loss/next_qpos", "training/env/reward/goal"):
+        assert math.isfinite(losses[key]), key
