@@ -20,13 +20,25 @@ jax.config.update(
 )
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
-# Longest first (seconds on a 2-core machine, docs/benchmarks.md "Test suite"); files not
-# listed follow in their usual order.
-LONGEST_FIRST = ("test_learning.py", "test_gpu_check.py", "test_distributed.py", "test_dagger.py",
-                 "test_notebooks.py",
-                 "test_ap2ap.py", "test_ap2ap_training.py",
-                 "test_resume.py", "test_robot_scene.py", "test_deploy.py", "test_env.py",
-                 "test_contacts.py", "test_export.py")
+# Longest first (seconds of one worker, from the slowest-tests list of `bash .ci/run` on an
+# idle 2-core machine, docs/benchmarks.md "Test suite"): the learning file alone fills one
+# worker for about 14 minutes while the other takes the next ones; the short files fill the
+# gaps at the end, so that neither worker idles long while the other ends a long file. Files
+# not listed follow in their usual order.
+LONGEST_FIRST = ("test_learning.py",  # ~830: teacher, student, export, native MuJoCo
+                 "test_gpu_check.py",  # (-m gpu_check only)
+                 "test_robot_baselines.py",  # ~210: one robot rollout of three controllers
+                 "test_notebooks.py",  # ~200
+                 "test_resume.py",  # ~160
+                 "test_dagger.py",  # ~130
+                 "test_distributed.py",  # ~120
+                 "test_ap2ap.py",  # ~110
+                 "test_benchmark.py",  # ~100
+                 "test_render.py",  # ~75
+                 "test_robot_scene.py",  # ~70
+                 "test_ik.py",  # ~50
+                 "test_deploy.py", "test_env.py", "test_grasp.py", "test_contacts.py",
+                 "test_export.py", "test_ap2ap_training.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
