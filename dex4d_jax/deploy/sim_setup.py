@@ -21,7 +21,6 @@ from dex4d_jax.deploy.policy import OnnxPolicy, PolicyFileError, PolicyInfo
 from dex4d_jax.deploy.runtime import Controller, mean_visible_distance
 
 WRENCH_CAMERA = "front"
-POINT_RADIUS = 0.004  # metres: the drawn points of a `--video` (as `dex4d render` draws them)
 
 
 def wrench_model(sim_dt: float, obj: object_families.ObjectSpec) -> mujoco.MjModel:
@@ -157,9 +156,9 @@ def run_track(policy: OnnxPolicy, points: np.ndarray, visible: np.ndarray, sim, 
             if controller.frame is not None:  # as `dex4d render` draws them: what is tracked
                 target, target_visible = controller.goals.target()
                 video_lib.add_spheres(renderer.scene, *controller.frame,
-                                      video_lib.CURRENT_RGBA, POINT_RADIUS)
+                                      video_lib.CURRENT_RGBA, video_lib.POINT_RADIUS)
                 video_lib.add_spheres(renderer.scene, target, target_visible,
-                                      video_lib.TARGET_RGBA, POINT_RADIUS)
+                                      video_lib.TARGET_RGBA, video_lib.POINT_RADIUS)
             writer.append_data(renderer.render())
         if on_tick is not None:
             on_tick(step, d, controller.goals.index)

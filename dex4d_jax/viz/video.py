@@ -51,6 +51,7 @@ CAMERAS = {"ap2ap_wrench": FreeCamera((0.0, 0.0, 0.75), 0.6, 90.0, -20.0), "ap2a
 # colour whatever the light, and no geom of the scenes has either colour.
 CURRENT_RGBA = (1.0, 1.0, 0.0, 1.0)  # yellow: the object's keypoints now
 TARGET_RGBA = (1.0, 0.0, 1.0, 1.0)  # magenta: the goal's keypoints
+POINT_RADIUS = 0.004  # metres: drawn points (rollout videos and `dex4d run --video`)
 HIDDEN_ALPHA = 0.25  # a point no camera sees (rollout `visible` False) is drawn faint
 # Overlay colours (RGB, 0-255).
 SUCCESS_RGB = (0, 200, 0)  # border and "success" text while d_t is below the threshold
@@ -282,7 +283,7 @@ def _camera(model: mujoco.MjModel, camera: str | FreeCamera | None) -> mujoco.Mj
 
 def render_frames(rollout: rollout_file.Rollout, width: int, height: int,
                   threshold: float | None = None, camera: str | FreeCamera | None = None,
-                  show_points: bool = True, point_radius: float = 0.004,
+                  show_points: bool = True, point_radius: float = POINT_RADIUS,
                   banner_seconds: float = 1.0) -> Iterator[np.ndarray]:
     """The frames of a rollout: one [height, width, 3] uint8 RGB image per control step.
 
